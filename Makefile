@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both set up .venv idempotently (torch first, from the CPU wheel, so that no
+# dependency drags in a CUDA build), then run.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.corrtrack-setup
+SHARED ?= ../shared
+DEMO_OUT ?= out/demo
+
+.PHONY: setup models demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -n "$(PYTHON)" || { echo "setup: python3.11 not found" >&2; exit 1; }
+	@test -x $(PY) || { echo "setup: creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "setup: installing torch==2.13.0 (CPU) then corrtrack and its dependencies"
+	@$(PIP) install -q torch==2.13.0 2> >(grep -v "^WARNING: Location" >&2) \
+	  || { echo "setup: pip could not install torch==2.13.0" >&2; exit 1; }
+	@$(PIP) install -q -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2) \
+	  || { echo "setup: pip could not install corrtrack's dependencies" >&2; exit 1; }
+	@touch $(STAMP)
+
+models: setup
+
+demo: models
+
+test: models
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
