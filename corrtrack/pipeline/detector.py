@@ -1,0 +1,253 @@
+"""Person detection with NanoDet: letterbox, network, GFL decode, class-aware NMS.
+
+``Detector`` takes a numpy frame (RGB uint8 ``(H, W, 3)``; grayscale, RGBA and
+other dtypes are converted) or a batch tensor and returns, per frame, a
+``Poses`` in the COCO-17 layout whose ``boxes`` and ``scores`` are the person
+detections and whose keypoints are all zero (score 0 = "absent"): the pose
+estimator fills them in. ``Poses`` is the one container of the pipeline, and a
+zero-keypoint ``Poses`` with a real layout keeps ``Poses.concat`` and layout
+conversion working downstream.
+
+Decoding follows NanoDet's GFL head: per cell, 4 sides (left, top, right,
+bottom) × 11 bins; softmax over the bins, the expectation times the stride is
+the distance from the cell centre ``((i + 0.5) * stride)`` to that side.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from corrtrack.errors import CorrtrackError
+from corrtrack.layouts import COCO17
+from corrtrack.structures import Poses
+
+PERSON = 0  # COCO-80 class index
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    score_threshold: float = 0.4  # vtest.avi: people score >= 0.5, a traffic cone 0.35
+    nms_iou: float = 0.6  # NanoDet's own test-time NMS
+    input_size: int = 416  # the graph's input (multiple of 32)
+    max_detections: int = 100
+    pre_nms_top_k: int = 1000  # best candidates kept before NMS
+    classes: tuple[int, ...] = (PERSON,)  # COCO-80 classes to keep; the output is people by default
+    pad_value: int = 0  # letterbox border (the network sees 0..1 RGB; black borders)
+    min_box_size: float = 2.0  # pixels in the original image; smaller boxes are dropped
+
+
+@dataclass
+class Letterbox:
+    """Where an image sits in the square network input: input = image * scale + (dx, dy)."""
+
+    scale: float
+    dx: float
+    dy: float
+    width: int
+    height: int
+
+
+def letterbox_params(width: int, height: int, size: int) -> Letterbox:
+    scale = size / max(width, height)
+    nw, nh = max(1, round(width * scale)), max(1, round(height * scale))
+    return Letterbox(scale, (size - nw) // 2, (size - nh) // 2, width, height)
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Any reasonable image array -> (H, W, 3) RGB uint8 (gray replicated, alpha dropped)."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise CorrtrackError(f"image: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise CorrtrackError(f"image: empty image of shape {a.shape}")
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    return np.ascontiguousarray(a[..., :3])
+
+
+def letterbox_image(image: np.ndarray, size: int, pad_value: int = 0) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio, centre on a ``size``×``size`` canvas."""
+    import cv2
+
+    h, w = image.shape[:2]
+    lb = letterbox_params(w, h, size)
+    nw, nh = max(1, round(w * lb.scale)), max(1, round(h * lb.scale))
+    # INTER_AREA when shrinking (an 8K frame must not alias), bilinear when enlarging.
+    interp = cv2.INTER_AREA if lb.scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    canvas = np.full((size, size, 3), pad_value, np.uint8)
+    canvas[int(lb.dy):int(lb.dy) + nh, int(lb.dx):int(lb.dx) + nw] = resized
+    return canvas, lb
+
+
+def letterbox_tensor(images: torch.Tensor, size: int, pad_value: float = 0.0) -> tuple[torch.Tensor, Letterbox]:
+    """The same for a float batch ``(B, 3, H, W)`` in 0..1, on its device."""
+    b, _, h, w = images.shape
+    lb = letterbox_params(w, h, size)
+    nw, nh = max(1, round(w * lb.scale)), max(1, round(h * lb.scale))
+    resized = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False,
+                            antialias=lb.scale < 1)
+    canvas = images.new_full((b, 3, size, size), pad_value)
+    canvas[:, :, int(lb.dy):int(lb.dy) + nh, int(lb.dx):int(lb.dx) + nw] = resized
+    return canvas, lb
+
+
+def cell_centres(size: int, strides=(8, 16, 32), device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (A, 2) and strides (A,) of all cells, level by level, rows first."""
+    centres, cell_strides = [], []
+    for s in strides:
+        n = -(-size // s)
+        r = (torch.arange(n, dtype=torch.float32, device=device) + 0.5) * s
+        yy, xx = torch.meshgrid(r, r, indexing="ij")
+        centres.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1))
+        cell_strides.append(torch.full((n * n,), float(s), device=device))
+    return torch.cat(centres), torch.cat(cell_strides)
+
+
+def decode_boxes(box_logits: torch.Tensor, centres: torch.Tensor, strides: torch.Tensor,
+                 reg_max: int = 10) -> torch.Tensor:
+    """GFL integral decode: (..., A, 4*(reg_max+1)) logits -> (..., A, 4) xyxy boxes."""
+    bins = torch.arange(reg_max + 1, dtype=box_logits.dtype, device=box_logits.device)
+    prob = box_logits.reshape(*box_logits.shape[:-1], 4, reg_max + 1).softmax(-1)
+    dist = (prob * bins).sum(-1) * strides[:, None]  # left, top, right, bottom
+    return torch.cat([centres - dist[..., :2], centres + dist[..., 2:]], -1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU matrix (N, M) of xyxy boxes."""
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy NMS; indices of the kept boxes, best first.
+
+    The IoU matrix is computed once (vectorised); the greedy pass then loops
+    only over the boxes it keeps, each removing all boxes it overlaps.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = scores.argsort(descending=True)
+    overlaps = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu().numpy()
+    alive = np.ones(len(order), bool)
+    keep = []
+    while alive.any():
+        i = int(alive.argmax())  # first alive = best remaining
+        keep.append(i)
+        alive &= ~overlaps[i]
+        alive[i] = False
+    return order[torch.as_tensor(keep, device=order.device)]
+
+
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                iou_threshold: float) -> torch.Tensor:
+    """Class-aware NMS: boxes of different labels never suppress each other."""
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    # Shift each class to its own region of the plane, then one NMS does all classes.
+    offset = labels.to(boxes.dtype)[:, None] * (boxes.max() - boxes.min() + 1)
+    return nms(boxes + offset, scores, iou_threshold)
+
+
+@dataclass
+class Detections:
+    """Raw detections of one frame in image pixels."""
+
+    boxes: np.ndarray  # (N, 4) xyxy
+    scores: np.ndarray  # (N,)
+    labels: np.ndarray  # (N,) COCO-80 class index
+
+    def to_poses(self) -> Poses:
+        """People as a ``Poses`` (COCO-17, all keypoints zero)."""
+        person = self.labels == PERSON
+        n = int(person.sum())
+        return Poses(np.zeros((n, COCO17.num_joints, 3)), COCO17, boxes=self.boxes[person],
+                     scores=self.scores[person])
+
+
+class Detector:
+    """NanoDet person detector. ``detector(frame) -> Poses``; ``detector(batch) -> list[Poses]``."""
+
+    def __init__(self, config: DetectorConfig = DetectorConfig(), device: str | torch.device | None = None,
+                 model: torch.nn.Module | None = None):
+        from corrtrack.models.registry import default_device, load_model
+
+        if config.input_size % 32:
+            raise CorrtrackError(f"DetectorConfig.input_size must be a multiple of 32, got {config.input_size}")
+        self.config = config
+        self.device = torch.device(device or default_device())
+        model = model if model is not None else load_model("nanodet", self.device)
+        # channels_last: oneDNN/cuDNN convolutions skip a layout reorder per layer (~25% on CPU).
+        # Note: Module.to() converts the given model in place.
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self._centres, self._strides = cell_centres(config.input_size, self.model.strides, self.device)
+
+    # -- public API -----------------------------------------------------------
+    def __call__(self, images) -> Poses | list[Poses]:
+        if isinstance(images, torch.Tensor) and images.ndim == 4:
+            return [d.to_poses() for d in self.detect_batch(images)]
+        return self.detect(images).to_poses()
+
+    @torch.inference_mode()
+    def detect(self, image) -> Detections:
+        """One frame: numpy image (see ``as_rgb_uint8``) or a (3, H, W) tensor."""
+        if isinstance(image, torch.Tensor):
+            return self.detect_batch(image[None] if image.ndim == 3 else image)[0]
+        rgb = as_rgb_uint8(image)
+        canvas, lb = letterbox_image(rgb, self.config.input_size, self.config.pad_value)
+        x = torch.from_numpy(canvas).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        return self._postprocess(*self.model(x), [lb])[0]
+
+    @torch.inference_mode()
+    def detect_batch(self, images: torch.Tensor) -> list[Detections]:
+        """A batch ``(B, 3, H, W)`` RGB: uint8 0..255 or float 0..1 (all frames one size)."""
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] == 0 or images.shape[3] == 0:
+            raise CorrtrackError(f"images: expected a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
+        x = images.to(self.device).contiguous(memory_format=torch.channels_last)
+        x = x.float().div(255) if not x.is_floating_point() else x.float()
+        if tuple(x.shape[2:]) == (self.config.input_size,) * 2:
+            lb = letterbox_params(x.shape[3], x.shape[2], self.config.input_size)
+        else:
+            x, lb = letterbox_tensor(x, self.config.input_size, self.config.pad_value / 255)
+        return self._postprocess(*self.model(x), [lb] * len(x))
+
+    # -- decoding -------------------------------------------------------------
+    def _postprocess(self, scores: torch.Tensor, box_logits: torch.Tensor, lbs: list[Letterbox]) -> list[Detections]:
+        cfg = self.config
+        boxes = decode_boxes(box_logits, self._centres, self._strides, self.model.reg_max)
+        classes = torch.as_tensor(cfg.classes, device=scores.device, dtype=torch.long)
+        out = []
+        for b, lb in enumerate(lbs):
+            s = scores[b][:, classes]  # (A, C) of the wanted classes
+            cell, k = torch.nonzero(s > cfg.score_threshold, as_tuple=True)
+            cand_scores = s[cell, k]
+            if len(cand_scores) > cfg.pre_nms_top_k:
+                top = cand_scores.topk(cfg.pre_nms_top_k).indices
+                cell, k, cand_scores = cell[top], k[top], cand_scores[top]
+            labels = classes[k]
+            # Back to image pixels, clipped to the image.
+            xyxy = boxes[b][cell].clone()
+            xyxy[:, 0::2] = ((xyxy[:, 0::2] - lb.dx) / lb.scale).clamp(0, lb.width)
+            xyxy[:, 1::2] = ((xyxy[:, 1::2] - lb.dy) / lb.scale).clamp(0, lb.height)
+            big = ((xyxy[:, 2] - xyxy[:, 0]) >= cfg.min_box_size) & ((xyxy[:, 3] - xyxy[:, 1]) >= cfg.min_box_size)
+            xyxy, cand_scores, labels = xyxy[big], cand_scores[big], labels[big]
+            keep = batched_nms(xyxy, cand_scores, labels, cfg.nms_iou)[: cfg.max_detections]
+            out.append(Detections(xyxy[keep].double().cpu().numpy(), cand_scores[keep].double().cpu().numpy(),
+                                  labels[keep].cpu().numpy()))
+        return out
