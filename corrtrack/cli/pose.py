@@ -1,0 +1,95 @@
+"""``corrtrack pose IMAGE_OR_VIDEO``: detector + MoveNet per frame (no tracking), written as a
+COCO keypoint results list and an annotated copy, to see what the models see."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def pose_cmd(
+    source: Path = typer.Argument(..., help="An image, a video or a folder of images."),
+    out: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder."),
+    model: Optional[str] = typer.Option(None, "--model", help="MoveNet size: lightning (fast) or thunder "
+                                        "(accurate; PoseConfig's default)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Person detection score threshold "
+                                              "(default: DetectorConfig's)."),
+    joint_threshold: float = typer.Option(0.3, "--joint-threshold",
+                                          help="Joints below this score are not drawn (all are written)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available)."),
+    start: int = typer.Option(0, "--start", help="First frame index."),
+    end: Optional[int] = typer.Option(None, "--end", help="Stop before this frame index."),
+    step: int = typer.Option(1, "--step", help="Use every STEP-th frame."),
+    annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="Also write an annotated image/video."),
+) -> None:
+    """Detect people and estimate their poses in every frame (no tracking).
+
+    Writes OUT/<name>.poses.json — a COCO keypoint results list (image_id = frame
+    index, COCO-17 keypoints x, y, score; track_id -1) — and an annotated image or video.
+    """
+    import dataclasses
+    import sys
+
+    import cv2
+    from tqdm import tqdm
+
+    from corrtrack.errors import CorrtrackError
+    from corrtrack.io.atomic import atomic_path
+    from corrtrack.io.coco import write_coco_results
+    from corrtrack.io.video import VideoWriter, open_source
+    from corrtrack.pipeline.detector import Detector, DetectorConfig
+    from corrtrack.pipeline.pose import MODELS, PoseConfig, TopDownPoseEstimator
+    from corrtrack.structures import FrameInfo
+    from corrtrack.viz.draw import draw_poses
+
+    det_config = DetectorConfig()
+    if threshold is not None:
+        if not 0 <= threshold < 1:
+            raise CorrtrackError(f"--threshold must be in [0, 1), got {threshold}")
+        det_config = dataclasses.replace(det_config, score_threshold=threshold)
+    pose_config = PoseConfig()
+    if model is not None:
+        if model not in MODELS:
+            raise CorrtrackError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
+        pose_config = dataclasses.replace(pose_config, model=model)
+    if start < 0 or step < 1 or (end is not None and end < start):
+        raise CorrtrackError(f"{source}: bad frame range --start {start} --end {end} --step {step}")
+    src = open_source(source, start=start, end=end, step=step)
+    detector = Detector(det_config, device=device)
+    estimator = TopDownPoseEstimator(pose_config, device=device)
+    stem = src.name
+    json_path = out / f"{stem}.poses.json"
+    results = []
+    writer = None
+    if annotate and src.kind != "image":
+        writer = VideoWriter(out / f"{stem}.poses.mp4", fps=src.fps or 10.0)
+    try:
+        with src:
+            for frame in tqdm(src, total=src.expected_frames, unit="frame", disable=not sys.stderr.isatty()):
+                poses = estimator(frame.image, detector(frame.image))
+                info = FrameInfo(index=frame.index, time=frame.time, file_name=frame.name,
+                                 width=frame.image.shape[1], height=frame.image.shape[0])
+                results.append((info, poses))
+                if not annotate:
+                    continue
+                vis = draw_poses(frame.image, poses, joint_threshold=joint_threshold, show_ids=False)
+                if writer is not None:
+                    writer.write(vis)
+                else:
+                    suffix = ".jpg" if src.path.suffix.lower() in (".jpg", ".jpeg") else ".png"
+                    with atomic_path(out / f"{stem}.poses{suffix}", suffix=suffix) as tmp:
+                        if not cv2.imwrite(str(tmp), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR)):
+                            raise CorrtrackError(f"{out}: cannot write the annotated image")
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    people = write_coco_results(json_path, results)
+    typer.echo(f"{len(results)} frames, {people} poses (MoveNet {pose_config.model}) -> {json_path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pose")(pose_cmd)
