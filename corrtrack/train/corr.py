@@ -1,0 +1,476 @@
+"""Self-supervised training of the correspondence network (paper section 4.3).
+
+Data: any COCO-format person-keypoint file(s) with their image folder(s).
+Each sample is one image with its annotated people; the second image is the
+same image under a random affine warp (translation, rotation, horizontal
+flip; we add a mild scale change and, on the second image only, brightness /
+contrast jitter and occasional blur, which real frame pairs have). The target
+of keypoint k is the same *physical* point after the warp - a flip does not
+swap left and right labels - as a Gaussian map, or an all-zero map when the
+warp moved it out of the frame. BCE on both stages, trained module-wise: the
+Siamese module first, then the refinement module with the Siamese frozen.
+
+Determinism and exact resume: the record and the warp of the i-th sample of
+the run are functions of (seed, i) alone (``StepSampler`` hands each rank its
+slice of every global batch, the role DistributedSampler plays, but it can
+start in the middle of an epoch), so a run resumed from a checkpoint (model,
+optimizer, step, RNG states) continues exactly as if never interrupted.
+``torchrun`` with WORLD_SIZE > 1 runs data-parallel with plain
+torch.distributed (gradients averaged with all_reduce).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from corrtrack.errors import CorrtrackError
+from corrtrack.io.atomic import atomic_open, atomic_path
+from corrtrack.models.corr_codec import Letterbox, decode_maps, encode_targets, image_to_grid, inside_image
+from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    max_translate: float = 0.15  # fraction of the frame's width / height
+    max_rotate: float = 30.0  # degrees
+    flip_prob: float = 0.5
+    scale_range: tuple[float, float] = (0.8, 1.25)  # log-uniform
+    photometric: bool = True
+
+
+@dataclass(frozen=True)
+class CorrTrainConfig:
+    annotations: tuple[str, ...]  # COCO-format person keypoint files
+    images: tuple[str, ...]  # the image folder of each annotation file
+    out_dir: str
+    net: CorrNetConfig = CorrNetConfig()
+    warp: WarpConfig = WarpConfig()
+    steps_siamese: int = 3000
+    steps_refine: int = 1500
+    batch_size: int = 8  # per process
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1  # the ImageNet backbone moves slower than the new layers
+    lr_drop_at: float = 0.75  # lr x0.1 after this fraction of each stage (the paper's step schedule)
+    warmup_steps: int = 50
+    weight_decay: float = 1e-4
+    sigma: float = 1.0  # target Gaussian, in feature cells (4 canvas pixels)
+    max_persons: int = 8
+    min_keypoints: int = 4  # people with fewer labelled joints are skipped
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    checkpoint_every: int = 250
+    log_every: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.annotations) != len(self.images) or not self.annotations:
+            raise CorrtrackError("training: give one image folder per annotation file")
+        if self.steps_siamese < 0 or self.steps_refine < 0 or self.steps_siamese + self.steps_refine == 0:
+            raise CorrtrackError("training: steps must be >= 0 and not both 0")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_siamese + self.steps_refine
+
+
+# -- data -------------------------------------------------------------------------
+
+@dataclass
+class Record:
+    path: Path
+    width: int
+    height: int
+    keypoints: np.ndarray  # (P, K, 3) x, y, v
+
+
+def read_coco_records(ann_path: str | Path, image_dir: str | Path, num_joints: int = 17,
+                      min_keypoints: int = 4) -> list[Record]:
+    """Images with at least one non-crowd person with ``min_keypoints`` labelled joints."""
+    ann_path, image_dir = Path(ann_path), Path(image_dir)
+    try:
+        data = json.loads(ann_path.read_text())
+        images = {im["id"]: im for im in data["images"]}
+        anns = data["annotations"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CorrtrackError(f"{ann_path}: not a readable COCO keypoint file ({e})") from None
+    people: dict[int, list[np.ndarray]] = {}
+    for a in anns:
+        kp = a.get("keypoints")
+        if not kp or a.get("iscrowd", 0):
+            continue
+        if len(kp) != 3 * num_joints:
+            raise CorrtrackError(f"{ann_path}: annotation {a.get('id')} has {len(kp) // 3} keypoints, "
+                                 f"the model expects {num_joints}")
+        kp = np.asarray(kp, np.float64).reshape(num_joints, 3)
+        if (kp[:, 2] > 0).sum() >= min_keypoints:
+            people.setdefault(a["image_id"], []).append(kp)
+    records = []
+    for iid, kps in sorted(people.items()):
+        im = images.get(iid)
+        if im is None:
+            raise CorrtrackError(f"{ann_path}: annotation refers to missing image id {iid}")
+        path = image_dir / im["file_name"]
+        if not path.is_file():
+            raise CorrtrackError(f"{path}: image listed in {ann_path.name} not found")
+        records.append(Record(path, int(im["width"]), int(im["height"]), np.stack(kps)))
+    return records
+
+
+def sample_affine(rng: np.random.Generator, width: int, height: int, cfg: WarpConfig) -> np.ndarray:
+    """A random 2x3 affine about the frame centre: flip, rotation, scale, then translation."""
+    c = np.array([(width - 1) / 2, (height - 1) / 2])
+    angle = math.radians(rng.uniform(-cfg.max_rotate, cfg.max_rotate))
+    lo, hi = np.log(cfg.scale_range)
+    s = float(np.exp(rng.uniform(lo, hi)))
+    flip = rng.random() < cfg.flip_prob
+    t = rng.uniform(-cfg.max_translate, cfg.max_translate, 2) * [width, height]
+    a = s * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    if flip:
+        a = a @ np.diag([-1.0, 1.0])
+    return np.hstack([a, (c + t - a @ c)[:, None]])
+
+
+def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import cv2
+
+    alpha, beta = rng.uniform(0.75, 1.25), rng.uniform(-25, 25)
+    out = cv2.convertScaleAbs(img, alpha=alpha, beta=beta)
+    if rng.random() < 0.3:
+        k = int(rng.choice([3, 5]))
+        out = cv2.GaussianBlur(out, (k, k), 0)
+    return out
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Sample i of the run -> (image, warped image, keypoints in both, on the feature grid)."""
+
+    def __init__(self, records: list[Record], cfg: CorrTrainConfig):
+        self.records, self.cfg = records, cfg
+        self.size, self.stride, self.k = cfg.net.input_size, cfg.net.stride, cfg.net.num_joints
+
+    def __len__(self) -> int:  # samples are addressed by their index in the whole run
+        return 1 << 62
+
+    def record_index(self, i: int) -> int:
+        n = len(self.records)
+        epoch, pos = divmod(i, n)
+        return int(np.random.default_rng([self.cfg.seed, 0, epoch]).permutation(n)[pos])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        import cv2
+
+        rec = self.records[self.record_index(i)]
+        rng = np.random.default_rng([self.cfg.seed, 1, i])
+        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise CorrtrackError(f"{rec.path}: cannot read image")
+        img = np.ascontiguousarray(img[..., ::-1])
+        h, w = img.shape[:2]
+        m = sample_affine(rng, w, h, self.cfg.warp)
+        img2 = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        if self.cfg.warp.photometric:
+            img2 = _photometric(img2, rng)
+        kps = rec.keypoints
+        if len(kps) > self.cfg.max_persons:
+            kps = kps[np.sort(rng.choice(len(kps), self.cfg.max_persons, replace=False))]
+        kp1 = kps[..., :2]
+        valid = (kps[..., 2] > 0) & inside_image(kp1, w, h)
+        kp2 = kp1 @ m[:, :2].T + m[:, 2]
+        present = valid & inside_image(kp2, w, h)
+        lb = Letterbox.fit(w, h, self.size, square=True)  # square: a batch needs one canvas size
+        p, pm = len(kps), self.cfg.max_persons
+        g1 = np.zeros((pm, self.k, 2), np.float32)
+        g2 = np.zeros((pm, self.k, 2), np.float32)
+        v1 = np.zeros((pm, self.k), bool)
+        v2 = np.zeros((pm, self.k), bool)
+        g1[:p], g2[:p] = image_to_grid(kp1, lb, self.stride), image_to_grid(kp2, lb, self.stride)
+        v1[:p], v2[:p] = valid, present
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
+        return {"img1": to_t(lb.apply(img)), "img2": to_t(lb.apply(img2)), "grid1": torch.from_numpy(g1),
+                "grid2": torch.from_numpy(g2), "valid1": torch.from_numpy(v1), "present2": torch.from_numpy(v2)}
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Sample indices of this rank for global steps ``start``, ``start + 1``, ... ``end - 1``."""
+
+    def __init__(self, start: int, end: int, batch: int, rank: int = 0, world: int = 1):
+        self.start, self.end, self.batch, self.rank, self.world = start, end, batch, rank, world
+
+    def __iter__(self):
+        for s in range(self.start, self.end):
+            base = (s * self.world + self.rank) * self.batch
+            yield from range(base, base + self.batch)
+
+    def __len__(self) -> int:
+        return (self.end - self.start) * self.batch
+
+
+# -- losses -----------------------------------------------------------------------
+
+def _masked_mean(per_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(per_map.dtype)
+    return (per_map * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def siamese_loss(net: CorrespondenceNet, batch: dict, sigma: float):
+    """BCE between the softmax affinity maps and the targets (paper eq. 4).
+
+    Summed over the pixels of a map (the map is a distribution over the frame),
+    averaged over the maps of keypoints labelled in the first image.
+    """
+    f = net.features(torch.cat([batch["img1"], batch["img2"]]).float().div_(255.0))
+    b = batch["img1"].shape[0]
+    f1, f2 = f[:b], f[b:]
+    pk = batch["grid1"].shape[1] * batch["grid1"].shape[2]
+    logp = net.affinity_log(f1, f2, batch["grid1"].reshape(b, pk, 2))
+    h, w = logp.shape[-2:]
+    t = encode_targets(batch["grid2"].reshape(b, pk, 2), batch["present2"].reshape(b, pk), h, w, sigma)
+    log1mp = torch.log1p(-logp.exp().clamp(max=1 - 1e-6))
+    per_map = -(t * logp + (1 - t) * log1mp).sum((-1, -2))
+    return _masked_mean(per_map, batch["valid1"].reshape(b, pk)), logp.detach().exp(), (f1, f2)
+
+
+def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float):
+    """BCE (mean over pixels) between the refined maps and the targets (paper eq. 5); Siamese frozen."""
+    with torch.no_grad():
+        f = net.features(torch.cat([batch["img1"], batch["img2"]]).float().div_(255.0))
+        b = batch["img1"].shape[0]
+        f1, f2 = f[:b], f[b:]
+        _, p, k, _ = batch["grid1"].shape
+        maps = net.affinity(f1, f2, batch["grid1"].reshape(b, p * k, 2))
+        h, w = maps.shape[-2:]
+        maps = maps.reshape(b, p, k, h, w) * batch["valid1"][..., None, None]
+    logits = net.refine_logits(f1, f2, maps)
+    t = encode_targets(batch["grid2"], batch["present2"], h, w, sigma)
+    per_map = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((-1, -2))
+    return _masked_mean(per_map, batch["valid1"]), torch.sigmoid(logits.detach()).reshape(b, p * k, h, w), (f1, f2)
+
+
+def map_metrics(maps: torch.Tensor, batch: dict, radius: float = 1.5) -> tuple[float, float, float]:
+    """(fraction of present keypoints decoded within ``radius`` cells, mean map max of present
+    keypoints, mean map max of keypoints warped out of the frame)."""
+    b = maps.shape[0]
+    dec = decode_maps(maps).reshape(b, -1, 3)
+    g2 = batch["grid2"].reshape(b, -1, 2)
+    present = batch["present2"].reshape(b, -1)
+    gone = batch["valid1"].reshape(b, -1) & ~present
+    hit = (dec[..., :2] - g2).norm(dim=-1) <= radius
+    mean = lambda x, m: float((x * m).sum() / m.sum()) if m.any() else float("nan")  # noqa: E731
+    return mean(hit.float(), present), mean(dec[..., 2], present), mean(dec[..., 2], gone)
+
+
+# -- the loop ---------------------------------------------------------------------
+
+def _stage(cfg: CorrTrainConfig, step: int) -> str:
+    return "siamese" if step < cfg.steps_siamese else "refine"
+
+
+def _lr_factor(cfg: CorrTrainConfig, step: int) -> float:
+    if _stage(cfg, step) == "siamese":
+        i, n = step, cfg.steps_siamese
+    else:
+        i, n = step - cfg.steps_siamese, cfg.steps_refine
+    warm = min(1.0, (i + 1) / max(cfg.warmup_steps, 1))
+    return warm * (0.1 if i >= cfg.lr_drop_at * n else 1.0)
+
+
+def _optimizer(net: CorrespondenceNet, cfg: CorrTrainConfig, stage: str) -> torch.optim.Optimizer:
+    if stage == "siamese":
+        back = list(net.backbone.parameters())
+        ids = {id(p) for p in back}
+        rest = [p for p in net.siamese_parameters() if id(p) not in ids]
+        groups = [{"params": back, "lr": cfg.lr * cfg.backbone_lr_mult, "base_lr": cfg.lr * cfg.backbone_lr_mult},
+                  {"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
+    else:
+        groups = [{"params": net.refinement_parameters(), "lr": cfg.lr, "base_lr": cfg.lr}]
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+
+def _set_stage(net: CorrespondenceNet, stage: str) -> None:
+    train_siamese = stage == "siamese"
+    for p in net.siamese_parameters():
+        p.requires_grad_(train_siamese)
+    for p in net.refinement_parameters():
+        p.requires_grad_(not train_siamese)
+    net.train(train_siamese)  # a frozen Siamese keeps its BatchNorm statistics
+    net.refinement.train(not train_siamese)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _config_dict(cfg: CorrTrainConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    for key in ("out_dir", "device", "workers", "progress", "checkpoint_every", "log_every"):
+        d.pop(key)  # how a run is executed, not what it computes
+    return json.loads(json.dumps(d))
+
+
+METRIC_FIELDS = ("step", "stage", "loss", "pck", "present_max", "truncated_max", "lr", "elapsed_s")
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if int(r["step"]) <= upto]
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    with atomic_open(path, "w") as f:
+        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise CorrtrackError("device: cuda requested but no GPU is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None = None) -> Path:
+    """Train (or continue training) and write ``out_dir/corrnet.pt``; returns its path.
+
+    Writes ``checkpoint.pt`` every ``checkpoint_every`` steps and at the end,
+    and ``metrics.csv``. With ``resume`` an existing checkpoint in ``out_dir``
+    is continued (its configuration must match). ``stop_after`` ends the run
+    early after that global step, leaving a checkpoint (for tests and for
+    splitting a long run).
+    """
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _resolve_device(cfg.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    main = rank == 0
+    out = Path(cfg.out_dir)
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.csv"
+
+    records: list[Record] = []
+    for ann, imgs in zip(cfg.annotations, cfg.images):
+        records += read_coco_records(ann, imgs, cfg.net.num_joints, cfg.min_keypoints)
+    if not records:
+        raise CorrtrackError(f"{cfg.annotations[0]}: no person with {cfg.min_keypoints}+ labelled keypoints")
+
+    torch.manual_seed(cfg.seed)
+    net = CorrespondenceNet(cfg.net).to(device)
+    step, rows, elapsed0 = 0, [], 0.0
+    state = None
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("config") != _config_dict(cfg):
+            raise CorrtrackError(f"{ckpt_path}: was written with another configuration "
+                                 "(use a new output folder, or --no-resume to start over)")
+        net.load_state_dict(state["model"])
+        step, elapsed0 = int(state["step"]), float(state.get("elapsed_s", 0.0))
+        _set_rng_state(state["rng"])
+        rows = _read_metrics(metrics_path, step)
+    end = cfg.total_steps if stop_after is None else min(cfg.total_steps, stop_after)
+
+    stage = _stage(cfg, min(step, cfg.total_steps - 1))
+    _set_stage(net, stage)
+    opt = _optimizer(net, cfg, stage)
+    if state is not None and state.get("stage") == stage and state.get("optimizer") is not None:
+        opt.load_state_dict(state["optimizer"])
+
+    def save_checkpoint() -> None:
+        if not main:
+            return
+        obj = {"model": net.state_dict(), "optimizer": opt.state_dict(), "stage": stage, "step": step,
+               "rng": _rng_state(), "config": _config_dict(cfg), "elapsed_s": elapsed0 + time.time() - t0}
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(obj, tmp)
+        _write_metrics(metrics_path, rows)
+
+    ds = PairDataset(records, cfg)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=cfg.batch_size, sampler=StepSampler(step, end, cfg.batch_size, rank, world),
+        num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False)
+    bar = None
+    if main and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.total_steps, initial=step, desc="train corr", unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    for batch in loader:
+        new_stage = _stage(cfg, step)
+        if new_stage != stage:  # module-wise: the Siamese module is done, train the refinement
+            stage = new_stage
+            _set_stage(net, stage)
+            opt = _optimizer(net, cfg, stage)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        factor = _lr_factor(cfg, step)
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        loss_fn = siamese_loss if stage == "siamese" else refinement_loss
+        loss, maps, _ = loss_fn(net, batch, cfg.sigma)
+        if not torch.isfinite(loss):
+            raise CorrtrackError(f"training diverged at step {step} (loss {float(loss.detach())}); try a lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if world > 1:
+            for p in (p for g in opt.param_groups for p in g["params"]):
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad.div_(world)
+        opt.step()
+        step += 1
+        if main and (step % cfg.log_every == 0 or step == end):
+            pck, pmax, tmax = map_metrics(maps, batch)
+            rows.append({"step": step, "stage": stage, "loss": f"{float(loss.detach()):.6g}", "pck": f"{pck:.4f}",
+                         "present_max": f"{pmax:.4f}", "truncated_max": f"{tmax:.4f}",
+                         "lr": f"{opt.param_groups[-1]['lr']:.3g}", "elapsed_s": f"{elapsed0 + time.time() - t0:.1f}"})
+            if bar is not None:
+                bar.set_postfix(stage=stage, loss=f"{float(loss.detach()):.4f}", pck=f"{pck:.2f}")
+        if bar is not None:
+            bar.update(1)
+        if step % cfg.checkpoint_every == 0 or step == end:
+            save_checkpoint()
+    if bar is not None:
+        bar.close()
+    final = out / "corrnet.pt"
+    if main and step >= cfg.total_steps:
+        net.save(final, meta={"steps_siamese": cfg.steps_siamese, "steps_refine": cfg.steps_refine,
+                              "batch_size": cfg.batch_size * world, "seed": cfg.seed,
+                              "train_seconds": round(elapsed0 + time.time() - t0, 1),
+                              "data": [str(a) for a in cfg.annotations]})
+    if world > 1:
+        dist.barrier()
+    return final

@@ -1,0 +1,161 @@
+"""Self-supervised correspondence training on tiny generated images (CPU, random init)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from corrtrack.errors import CorrtrackError
+from corrtrack.models.corr_codec import grid_to_canvas
+from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
+from corrtrack.train.corr import (CorrTrainConfig, PairDataset, WarpConfig, read_coco_records, refinement_loss,
+                                  sample_affine, siamese_loss, train_corr)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: one thread avoids OpenMP oversubscription on a busy shared CPU (10x slower).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _make_dataset(root, n_images=3, size=(96, 80), seed=0):
+    rng = np.random.default_rng(seed)
+    (root / "img").mkdir(parents=True)
+    images, anns = [], []
+    w, h = size
+    for i in range(n_images):
+        noise = rng.uniform(0, 255, (h // 8, w // 8, 3)).astype(np.uint8)
+        img = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(root / "img" / f"{i}.png"), img)
+        images.append({"id": i + 1, "file_name": f"{i}.png", "width": w, "height": h})
+        for p in range(2):
+            kp = np.zeros((17, 3))
+            kp[:, 0] = rng.uniform(8, w - 8, 17)
+            kp[:, 1] = rng.uniform(8, h - 8, 17)
+            kp[:, 2] = 2
+            kp[rng.choice(17, 3, replace=False), :] = 0
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
+                         "num_keypoints": 14, "keypoints": kp.ravel().tolist()})
+    ann = root / "ann.json"
+    ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
+    return ann, root / "img"
+
+
+def _config(tmp, ann, img, out="run", **kw):
+    base = dict(annotations=(str(ann),), images=(str(img),), out_dir=str(tmp / out),
+                net=CorrNetConfig(input_size=64, pretrained=False), steps_siamese=4, steps_refine=2, batch_size=2,
+                lr=3e-3, warmup_steps=1, seed=3, device="cpu", workers=0, checkpoint_every=100, log_every=1,
+                progress=False)
+    base.update(kw)
+    return CorrTrainConfig(**base)
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return _make_dataset(tmp_path)
+
+
+def test_flip_keeps_the_physical_point(data, tmp_path):
+    # The target of keypoint k is where the same image content went, flip or not.
+    ann, img = data
+    cfg = _config(tmp_path, ann, img, warp=WarpConfig(flip_prob=1.0, photometric=False), max_persons=2)
+    ds = PairDataset(read_coco_records(ann, img), cfg)
+    m = sample_affine(np.random.default_rng(0), 100, 50, WarpConfig(flip_prob=1.0, max_rotate=0, max_translate=0,
+                                                                    scale_range=(1, 1)))
+    np.testing.assert_allclose(m @ [10, 20, 1], [89, 20])  # a mirror about the frame centre
+    errs = []
+    for i in range(6):
+        s = ds[i]
+        c1 = grid_to_canvas(s["grid1"].numpy(), 4)
+        c2 = grid_to_canvas(s["grid2"].numpy(), 4)
+        a = s["img1"].permute(1, 2, 0).numpy().astype(np.float32)
+        b = s["img2"].permute(1, 2, 0).numpy().astype(np.float32)
+        ok = s["present2"].numpy()
+        assert not (ok & ~s["valid1"].numpy()).any()
+        for (x1, y1), (x2, y2) in zip(c1[ok], c2[ok]):
+            pa = cv2.getRectSubPix(a, (1, 1), (float(x1), float(y1)))[0, 0]
+            pb = cv2.getRectSubPix(b, (1, 1), (float(x2), float(y2)))[0, 0]
+            errs.append(np.abs(pa - pb).mean())
+    assert len(errs) > 20 and np.median(errs) < 12, np.median(errs)
+
+
+def test_bad_annotations_are_one_line_errors(tmp_path, data):
+    ann, img = data
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(CorrtrackError, match="bad.json"):
+        read_coco_records(bad, img)
+    d = json.loads(ann.read_text())
+    d["annotations"][0]["keypoints"] = [1, 2, 2] * 14
+    (tmp_path / "k14.json").write_text(json.dumps(d))
+    with pytest.raises(CorrtrackError, match="14 keypoints"):
+        read_coco_records(tmp_path / "k14.json", img)
+    with pytest.raises(CorrtrackError, match="not found"):
+        read_coco_records(ann, tmp_path / "nowhere")
+
+
+def _fixed_batch(cfg, records, start=1000):
+    ds = PairDataset(records, cfg)
+    items = [ds[start + i] for i in range(4)]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def test_training_lowers_both_losses(tmp_path, data):
+    ann, img = data
+    cfg = _config(tmp_path, ann, img, steps_siamese=40, steps_refine=30, lr_drop_at=1.0)
+    records = read_coco_records(ann, img)
+    batch = _fixed_batch(cfg, records)
+    torch.manual_seed(cfg.seed)
+    net0 = CorrespondenceNet(cfg.net).eval()
+    with torch.no_grad():
+        s0 = float(siamese_loss(net0, batch, cfg.sigma)[0])
+        r0 = float(refinement_loss(net0, batch, cfg.sigma)[0])
+    train_corr(cfg)
+    net = CorrespondenceNet(cfg.net)
+    net.load_state_dict(torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"])
+    net.eval()
+    with torch.no_grad():
+        s1 = float(siamese_loss(net, batch, cfg.sigma)[0])
+        r1 = float(refinement_loss(net, batch, cfg.sigma)[0])
+    assert s1 < 0.9 * s0, (s0, s1)
+    assert r1 < 0.9 * r0, (r0, r1)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 71))
+    assert {r["stage"] for r in rows[:40]} == {"siamese"} and {r["stage"] for r in rows[40:]} == {"refine"}
+    assert (tmp_path / "run" / "corrnet.pt").is_file()
+    # The refinement stage leaves the frozen Siamese module untouched.
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 70 and ck["stage"] == "refine"
+
+
+@pytest.mark.parametrize("stop", [2, 4])  # mid-stage, and exactly at the stage switch
+def test_resume_gives_the_same_model(tmp_path, data, stop):
+    ann, img = data
+    full = _config(tmp_path, ann, img, out="full")
+    train_corr(full)
+    part = _config(tmp_path, ann, img, out="part")
+    train_corr(part, stop_after=stop)
+    assert not (tmp_path / "part" / "corrnet.pt").exists()
+    assert torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)["step"] == stop
+    train_corr(part)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
+    ra = strip(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))
+    rb = strip(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))
+    assert ra == rb
+    # A checkpoint from another configuration is refused, not silently mixed.
+    other = dataclasses.replace(part, lr=1e-4)
+    with pytest.raises(CorrtrackError, match="another configuration"):
+        train_corr(other)
