@@ -24,12 +24,17 @@ $(STAMP): pyproject.toml Makefile
 	  || { echo "setup: pip could not install corrtrack's dependencies" >&2; exit 1; }
 	@touch $(STAMP)
 
+# Converted detector/pose weights, cached in $$CORRTRACK_HOME (default: the user cache dir).
 models: setup
+	@$(VENV)/bin/corrtrack models fetch
 
 demo: models
+	@test -f $(SHARED)/data/opencv/vtest.avi || { echo "demo: $(SHARED)/data/opencv/vtest.avi not found (set SHARED=...)" >&2; exit 1; }
+	$(VENV)/bin/corrtrack track $(SHARED)/data/opencv/vtest.avi -o $(DEMO_OUT) --render
+	@echo "demo: outputs in $(DEMO_OUT)/"
 
 test: models
-	$(PY) -m pytest -q
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -16,3 +16,14 @@ def shared_data() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"real data folder {DATA} not found (set CORRTRACK_SHARED)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def poseval_ref() -> Path:
+    """The official evaluator, set up in .cache/poseval_ref (see tests/poseval_ref.py)."""
+    from poseval_ref import ReferenceUnavailable, ensure_reference
+
+    try:
+        return ensure_reference()
+    except ReferenceUnavailable as e:
+        pytest.skip(str(e))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 # The reference evaluator's set-up fixture and runner live with the evaluator's parity test.
-from test_eval_parity import poseval_ref, run_reference  # noqa: F401
+from poseval_ref import run_reference
 
 from corrtrack.eval.posetrack import evaluate
 from corrtrack.io.posetrack import read_posetrack_dir
@@ -98,7 +98,7 @@ def test_gt_against_itself_is_perfect_in_corrtrack_eval(suite):
     assert r.mot.totals()["num_switches"] == 0 and r.stats["gt_joints"] > 20000
 
 
-def test_gt_against_itself_is_perfect_in_the_official_evaluator(suite, poseval_ref, tmp_path):  # noqa: F811
+def test_gt_against_itself_is_perfect_in_the_official_evaluator(suite, poseval_ref, tmp_path):
     out, _ = suite
     folder = _all_gt(out)
     ref = run_reference(poseval_ref, folder, folder, tmp_path / "ref")
