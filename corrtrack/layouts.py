@@ -158,8 +158,9 @@ def _derive_head(coco: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mid = (ls[..., :2] + rs[..., :2]) / 2
     axis = nose[..., :2] - mid
     score = np.minimum(np.minimum(nose[..., 2], ls[..., 2]), rs[..., 2])
-    bottom = np.concatenate([mid + HEAD_BOTTOM_ALONG * axis, score[..., None]], axis=-1)
-    top = np.concatenate([mid + HEAD_TOP_ALONG * axis, score[..., None]], axis=-1)
+    present = (score > 0)[..., None]  # an absent joint is (0, 0, 0), not a stray position
+    bottom = np.concatenate([mid + HEAD_BOTTOM_ALONG * axis, score[..., None]], axis=-1) * present
+    top = np.concatenate([mid + HEAD_TOP_ALONG * axis, score[..., None]], axis=-1) * present
     return bottom, top
 
 

@@ -7,6 +7,7 @@ that ``corrtrack --help`` and ``corrtrack eval`` start fast and never need torch
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -23,7 +24,7 @@ app = typer.Typer(
 )
 
 # Modules of corrtrack.cli that define commands; each has register(app).
-COMMAND_MODULES = ("version",)
+COMMAND_MODULES = ("version", "eval", "models", "detect", "track", "train", "data", "pose")
 
 
 @app.callback()
@@ -46,6 +47,9 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Entry point: expected failures become one line on stderr and exit code != 0."""
+    # Busy-waiting OpenMP threads make torch 10-30x slower when the cores are
+    # shared with another process; must be set before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except CorrtrackError as e:

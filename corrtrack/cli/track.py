@@ -1,0 +1,146 @@
+"""``corrtrack track INPUT``: pose estimation and tracking of every person in a video."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from corrtrack.errors import CorrtrackError
+
+
+class Similarity(str, Enum):
+    corr = "corr"
+    oks = "oks"
+    iou = "iou"
+    flow = "flow"
+    reid = "reid"
+
+
+class PoseModel(str, Enum):
+    thunder = "thunder"
+    lightning = "lightning"
+
+
+def load_ground_truth(gt: Path, names: list[str], start: int, end: int | None):
+    """GT sequences for the tracked ``names``: a PoseTrack file, a folder of them matched by name,
+    or a synthetic-benchmark folder (its ``posetrack/``)."""
+    from corrtrack.io.posetrack import read_posetrack, read_posetrack_dir
+
+    if gt.is_file():
+        seqs = [read_posetrack(gt)]
+        if len(names) == 1:  # one GT file for one input: pair them whatever their names
+            seqs[0].name = names[0]
+    elif gt.is_dir():
+        seqs = read_posetrack_dir(gt / "posetrack" if (gt / "posetrack").is_dir() else gt)
+    else:
+        raise CorrtrackError(f"{gt}: no such ground-truth file or folder")
+    by_name = {s.name: s for s in seqs}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise CorrtrackError(f"{gt}: no ground truth for tracked sequence {missing[0]}")
+    out = []
+    for n in names:
+        s = by_name[n]
+        s.frames, s.poses = s.frames[start:end], s.poses[start:end]
+        out.append(s)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("track")
+    def track_command(
+        input: Path = typer.Argument(..., help="A video, a folder of frames, a PoseTrack annotation file "
+                                               "(its frames), or a folder of videos / PoseTrack files."),
+        out_dir: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder."),
+        similarity: Similarity = typer.Option(Similarity.corr, "--similarity",
+                                              help="How tracks and poses are compared."),
+        threshold: Optional[float] = typer.Option(None, "--threshold",
+                                                  help="Match threshold (default per similarity)."),
+        no_recovery: bool = typer.Option(False, "--no-recovery", help="Do not recover missed people."),
+        no_refinement: bool = typer.Option(False, "--no-refinement",
+                                           help="Correspondences without the refinement module."),
+        no_duplicate_removal: bool = typer.Option(False, "--no-duplicate-removal", help="Keep duplicate poses."),
+        merge: bool = typer.Option(False, "--merge", help="Merge broken tracks at the end (paper eq. 8)."),
+        render: bool = typer.Option(False, "--render", help="Also write an MP4 with skeletons and ids."),
+        start: int = typer.Option(0, "--start", min=0, help="First frame (index in the source)."),
+        end: Optional[int] = typer.Option(None, "--end", min=1, help="Stop before this frame."),
+        keep_alive: int = typer.Option(10, "--keep-alive", min=0,
+                                       help="Frames an unmatched track waits for its person."),
+        joint_threshold: float = typer.Option(0.3, "--joint-threshold", min=0.0, max=1.0,
+                                              help="Joints below this score are not written."),
+        pose_model: PoseModel = typer.Option(PoseModel.thunder, "--pose-model", help="MoveNet variant."),
+        eval_gt: Optional[Path] = typer.Option(None, "--eval",
+                                               help="Evaluate against this ground truth (PoseTrack file or folder)."),
+        workers: int = typer.Option(1, "--workers", min=1, help="Processes for a folder of videos."),
+        force: bool = typer.Option(False, "--force", help="Track again sequences whose outputs are complete."),
+        corr_weights: Optional[Path] = typer.Option(None, "--corr-weights",
+                                                    help="Correspondence model file (default: the shipped one)."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or timing table."),
+    ) -> None:
+        """Estimate the pose of every person in a video and track them with keypoint correspondences.
+
+        Writes OUTDIR/posetrack/NAME.json (PoseTrack 2018), OUTDIR/coco/NAME.json (COCO results with
+        track_id), OUTDIR/csv/NAME.csv and, with --render, OUTDIR/video/NAME.mp4.
+        """
+        import logging
+        from dataclasses import replace
+
+        from corrtrack.pipeline.run import RunConfig, discover_inputs, format_timings, track_many
+        from corrtrack.pipeline.tracker import RecoveryConfig, TrackerConfig
+
+        logging.basicConfig(level=logging.WARNING, format="corrtrack: warning: %(message)s")
+        if end is not None and end <= start:
+            raise CorrtrackError(f"--end {end} must be after --start {start}")
+        seqs = discover_inputs(input)
+        if eval_gt is not None:  # fail before hours of tracking, not after
+            load_ground_truth(eval_gt, [s.name for s in seqs], start, end)
+        from corrtrack.pipeline.pose import PoseConfig
+
+        tracker = TrackerConfig(
+            similarity=similarity.value, threshold=threshold, keep_alive=keep_alive,
+            output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
+            recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
+            use_refinement=not no_refinement)
+        config = RunConfig(tracker=tracker, pose=PoseConfig(model=pose_model.value), render=render, start=start,
+                           end=end, device=device, progress=not quiet,
+                           corr_weights=str(corr_weights) if corr_weights else None)
+        results = track_many(seqs, out_dir, config, workers=workers, skip_complete=not force)
+        for r in results:
+            if r.error:
+                typer.echo(f"{r.name}: not tracked ({r.error})", err=True)
+                continue
+            if r.skipped:
+                typer.echo(f"{r.name}: outputs complete, skipped (--force to track again)")
+                continue
+            typer.echo(f"{r.name}: {r.frames} frames, {r.tracks} tracks, {r.poses} poses -> "
+                       f"{r.outputs['posetrack'].parent.parent}" + (" (interrupted)" if r.interrupted else ""))
+            if not quiet:
+                typer.echo(format_timings(r.timings, r.frames, r.seconds))
+        if any(r.interrupted for r in results):
+            raise CorrtrackError("interrupted; the outputs hold the frames tracked so far", exit_code=130)
+        failed = [r.name for r in results if r.error]
+        if failed:
+            raise CorrtrackError(f"{input}: {len(failed)} of {len(results)} sequences could not be read "
+                                 f"({', '.join(failed)})")
+        if eval_gt is not None:
+            from corrtrack.cli.eval import print_report
+            from corrtrack.eval.posetrack import evaluate
+            from corrtrack.io.atomic import write_json
+            from corrtrack.io.posetrack import read_posetrack
+            from corrtrack.pipeline.run import output_path
+
+            names = [s.name for s in seqs]
+            gt = load_ground_truth(eval_gt, names, start, end)
+            pred = [read_posetrack(output_path(out_dir, "posetrack", n)) for n in names]
+            # MOT needs two labelled frames with people (poseval's rule); AP does not.
+            tracking = all(sum(1 for f, p in g if f.is_labeled and len(p)) >= 2 for g in gt)
+            if not tracking:
+                typer.echo("note: a ground-truth sequence has fewer than 2 labelled frames with people; "
+                           "reporting AP only (no MOTA)")
+            result = evaluate(gt, pred, tracking=tracking, per_sequence=len(names) > 1)
+            print_report(result)
+            write_json(out_dir / "eval.json", result.to_dict(), indent=1)
+            typer.echo(f"wrote {out_dir / 'eval.json'}")

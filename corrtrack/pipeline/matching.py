@@ -1,0 +1,92 @@
+"""Greedy matching, OKS non-maximum suppression and duplicate removal.
+
+All pure functions over arrays / ``Poses``; thresholds in small frozen configs
+with the values of the authors' released inference code (METHOD.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from corrtrack.pipeline.similarity import oks_matrix
+from corrtrack.structures import RECOVERED, Poses
+
+
+def greedy_match(scores: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (row, col), highest score first, each row and column used once, score >= threshold.
+
+    Ties go to the lower row, then the lower column (a stable sort), so the
+    result does not depend on floating-point noise in the order of equal scores.
+    """
+    scores = np.asarray(scores, np.float64)
+    if scores.size == 0:
+        return []
+    rows, cols = np.nonzero(scores >= threshold)
+    order = np.argsort(-scores[rows, cols], kind="stable")
+    used_r: set[int] = set()
+    used_c: set[int] = set()
+    pairs = []
+    for i in order:
+        r, c = int(rows[i]), int(cols[i])
+        if r in used_r or c in used_c:
+            continue
+        used_r.add(r)
+        used_c.add(c)
+        pairs.append((r, c))
+    return pairs
+
+
+@dataclass(frozen=True)
+class NMSConfig:
+    joint_thresh: float = 0.05  # joints at or below this score are ignored by OKS
+    oks_thresh: float = 0.7  # a pose with OKS above this to a better one is dropped
+
+
+def oks_nms(poses: Poses, joint_thresh: float = 0.05, oks_thresh: float = 0.7,
+            prefer_detected: bool = False) -> np.ndarray:
+    """Indices of the poses kept by OKS-NMS, best score first.
+
+    OKS is measured with the kept (higher-scoring) pose as the reference. With
+    ``prefer_detected``, every detected pose goes before every recovered one:
+    a recovered pose only fills in where no detection explains the person.
+    """
+    n = len(poses)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((-poses.scores, poses.origin == RECOVERED)) if prefer_detected else \
+        np.argsort(-poses.scores, kind="stable")
+    oks = oks_matrix(poses, poses, joint_thresh)
+    keep: list[int] = []
+    suppressed = np.zeros(n, bool)
+    for i in order:
+        if suppressed[i]:
+            continue
+        keep.append(int(i))
+        suppressed |= oks[i] > oks_thresh
+    return np.asarray(keep, np.int64)
+
+
+@dataclass(frozen=True)
+class DuplicateConfig:
+    ratio: float = 0.6  # fraction of a track's joints two candidates must share to be duplicates
+
+
+def remove_duplicates(matches: list[tuple[int, int]], votes: np.ndarray, ratio: float = 0.6) -> np.ndarray:
+    """Keep-mask over candidates after dropping duplicates of matched ones (paper, App. B).
+
+    ``votes[t, c]`` is the fraction of track ``t``'s confident joints whose
+    correspondence lands on candidate ``c``'s joint. When track ``t`` was
+    matched to ``c`` and an *unmatched* candidate ``c2`` also holds at least
+    ``ratio`` of ``t``'s joints, ``c2`` is a second detection of the same
+    person: without this it would start a spurious new track.
+    """
+    votes = np.asarray(votes, np.float64)
+    keep = np.ones(votes.shape[1], bool)
+    matched = {c for _, c in matches}
+    for t, _ in matches:
+        dup = votes[t] >= ratio
+        for c2 in np.nonzero(dup)[0]:
+            if int(c2) not in matched:
+                keep[c2] = False
+    return keep

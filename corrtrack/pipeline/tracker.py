@@ -1,0 +1,433 @@
+"""Online multi-person pose tracking (paper §5) and its offline post-processing.
+
+Per frame t, :meth:`Tracker.step` takes the detected poses of t and
+
+1. propagates the last pose of every live track to t (correspondences for
+   ``corr``, DIS optical flow for ``flow``; nothing for ``oks``/``iou``/``reid``),
+2. recovers people the detector missed (:func:`recover_missed`): tracks seen at
+   t-1 whose propagated pose no detection explains get a pose re-estimated in a
+   box around the propagated keypoints; OKS-NMS over detected + recovered,
+3. scores tracks x candidates with the configured similarity and matches them
+   greedily (highest first, above a threshold),
+4. removes duplicates (second detections of a matched person),
+5. starts a new track for every remaining detected candidate. A track that is
+   not matched stays alive for ``keep_alive`` frames, so a person who
+   re-appears gets the old id back.
+
+Joint thresholding of what is written, dropping short tracks and merging
+(:func:`merge_tracks`, eq. 8) happen once the sequence is complete
+(:func:`track_frame_counts`, :func:`finalize_frame`).
+
+The networks come in as callables (``correspond``, ``estimate``, ``embed``,
+``flow``), so everything here runs with fakes in tests.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from corrtrack.pipeline.matching import DuplicateConfig, NMSConfig, greedy_match, oks_nms, remove_duplicates
+from corrtrack.pipeline.similarity import (
+    FrameContext,
+    correspondence_votes,
+    dis_flow,
+    flow_propagate,
+    get_similarity,
+    keypoint_votes,
+    oks_matrix,
+)
+from corrtrack.structures import RECOVERED, Poses
+
+# Match thresholds per similarity. corr: the released code's correspondence
+# similarity 0.3; oks/flow: its tracking OKS 0.2; iou: the usual 0.3 of box
+# trackers (SORT); reid: cosine of ImageNet MobileNetV2 crop features, which
+# is high for any two people: on vtest.avi the same person in consecutive
+# frames scores median 0.91 (5th percentile 0.79), two different people median
+# 0.72 (95th percentile 0.79).
+DEFAULT_THRESHOLDS = {"corr": 0.3, "oks": 0.2, "flow": 0.2, "iou": 0.3, "reid": 0.8}
+
+
+class Propagator(Protocol):
+    """Moves ``poses`` seen in frame ``src`` to frame ``dst``.
+
+    Returns the moved poses (joint score = confidence of the move) and an
+    opaque object the similarity may read (``FrameContext.corr_maps``).
+    """
+
+    def __call__(self, src_index: int, src_image: np.ndarray, dst_index: int, dst_image: np.ndarray,
+                 poses: Poses) -> tuple[Poses, Any]: ...
+
+
+Estimator = Callable[[np.ndarray, np.ndarray], Poses]  # (image RGB, boxes (N, 4)) -> N poses
+Embedder = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image RGB, boxes (N, 4)) -> (N, D) unit rows
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    enabled: bool = True
+    propagation_conf: float = 0.1  # a propagated joint counts when its affinity is at least this
+    max_oks_to_detection: float = 0.6  # recover only when no detection explains the person better
+    min_keypoints: int = 2  # confident propagated joints needed to place a box
+    box_enlarge: float = 1.25  # box around the propagated joints, scaled about its centre
+    min_box_size: float = 8.0  # pixels; smaller boxes are not worth a pose estimate
+    min_pose_score: float = 0.2  # a re-estimated pose below this is the background, not the person
+    max_consecutive: int = 5  # frames a track may live on recovered poses alone (no drift forever)
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    max_gap: int = 30  # frames between the end of one tracklet and the start of the next
+    oks_thresh: float = 0.5  # mean OKS of eq. 8 needed to merge
+    joint_thresh: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    similarity: str = "corr"
+    threshold: float | None = None  # None: DEFAULT_THRESHOLDS[similarity]
+    keep_alive: int = 10  # frames an unmatched track waits for its person to re-appear
+    joint_thresh: float = 0.1  # joints below this are ignored while tracking
+    output_joint_thresh: float = 0.3  # joints below this are not written (paper, Table 3)
+    min_keypoints: int = 2  # poses with fewer joints are neither tracked nor written
+    min_track_length: int = 3  # shorter tracks are dropped at the end (offline)
+    nms: NMSConfig = NMSConfig()  # OKS-NMS over detected + recovered poses
+    duplicate_removal: bool = True
+    duplicate: DuplicateConfig = DuplicateConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+    merge: bool = False
+    merging: MergeConfig = MergeConfig()
+    use_refinement: bool = True
+    corr_joint_conf: float = 0.1  # eq. 6 counts only affinities above this
+
+    def __post_init__(self) -> None:
+        if self.similarity not in DEFAULT_THRESHOLDS:
+            raise ValueError(f"unknown similarity {self.similarity!r}; known: {', '.join(DEFAULT_THRESHOLDS)}")
+
+    @property
+    def match_threshold(self) -> float:
+        return DEFAULT_THRESHOLDS[self.similarity] if self.threshold is None else self.threshold
+
+
+# -- recovery (paper §5.1) --------------------------------------------------
+
+def boxes_around(keypoints: np.ndarray, min_score: float, enlarge: float,
+                 image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Box around each pose's joints with score >= ``min_score``, scaled by ``enlarge`` about its centre."""
+    kp = np.asarray(keypoints, np.float64)
+    ok = kp[..., 2] >= min_score
+    lo = np.where(ok[..., None], kp[..., :2], np.inf).min(1)
+    hi = np.where(ok[..., None], kp[..., :2], -np.inf).max(1)
+    none = ~ok.any(1)
+    lo[none], hi[none] = 0.0, 0.0
+    c, half = (lo + hi) / 2, (hi - lo) / 2 * enlarge
+    boxes = np.concatenate([c - half, c + half], axis=1)
+    if image_size is not None:
+        w, h = image_size
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
+    return boxes
+
+
+def carry_boxes(src: Poses, moved: Poses) -> Poses:
+    """``moved`` with ``src``'s boxes shifted by the mean move of the joints (OKS needs a person-sized box)."""
+    ok = (src.keypoints[..., 2] > 0) & (moved.keypoints[..., 2] > 0)
+    d = np.where(ok[..., None], moved.keypoints[..., :2] - src.keypoints[..., :2], 0.0)
+    shift = d.sum(1) / np.maximum(ok.sum(1), 1)[:, None]
+    return moved.replace(boxes=src.boxes + np.concatenate([shift, shift], axis=1))
+
+
+def recover_missed(prev: Poses, detections: Poses, image: np.ndarray, *,
+                   propagate: Callable[[Poses], Poses], estimate: Estimator,
+                   config: RecoveryConfig = RecoveryConfig()) -> Poses:
+    """Poses of people seen in t-1 (``prev``) that no detection of t explains (paper §5.1).
+
+    ``propagate`` moves ``prev`` to frame t (joint score = affinity confidence);
+    ``estimate`` re-estimates a pose in each box. Returns the new poses with
+    origin RECOVERED (not yet NMS-ed against ``detections``).
+    """
+    layout = detections.layout
+    if len(prev) == 0:
+        return Poses.empty(layout)
+    moved = carry_boxes(prev, propagate(prev)).threshold_joints(config.propagation_conf)
+    enough = moved.num_visible(0.0) >= config.min_keypoints
+    if len(detections):
+        # Reference = the propagated pose, so its few confident joints decide.
+        best = oks_matrix(moved, detections, joint_thresh=0.0).max(1)
+    else:
+        best = np.zeros(len(moved))
+    need = enough & (best <= config.max_oks_to_detection)
+    if not need.any():
+        return Poses.empty(layout)
+    h, w = image.shape[:2]
+    boxes = boxes_around(moved.keypoints[need], config.propagation_conf, config.box_enlarge, (w, h))
+    big = ((boxes[:, 2:] - boxes[:, :2]) >= config.min_box_size).all(1)
+    if not big.any():
+        return Poses.empty(layout)
+    est = estimate(image, boxes[big]).to_layout(layout)
+    if len(est) != int(big.sum()):
+        raise ValueError(f"pose estimator returned {len(est)} poses for {int(big.sum())} boxes")
+    est = est.replace(origin=np.full(len(est), RECOVERED, np.int8), track_ids=np.full(len(est), -1))
+    return est[est.scores >= config.min_pose_score]
+
+
+# -- the online tracker -----------------------------------------------------
+
+@dataclass
+class _Track:
+    id: int
+    pose: Poses  # the last matched pose (one person)
+    frame: int  # index of the frame it was matched in
+    hits: int = 1
+    recovered_run: int = 0  # consecutive matches on recovered poses
+    embedding: np.ndarray | None = None
+
+
+class FlowPropagator:
+    """The FlowTrack baseline's propagation: DIS flow from the track's frame to the current one."""
+
+    def __init__(self) -> None:
+        self._cache: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def __call__(self, src_index, src_image, dst_index, dst_image, poses):
+        key = (src_index, dst_index)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, dis_flow(src_image, dst_image))
+        return flow_propagate(poses, self._cache[1]), None
+
+
+@dataclass
+class Tracker:
+    """Online tracker; one instance per sequence. See the module doc for the steps."""
+
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+    correspond: Propagator | None = None  # correspondence network (corr similarity, recovery)
+    estimate: Estimator | None = None  # top-down pose estimator (recovery)
+    embed: Embedder | None = None  # person-crop embedder (reid)
+    flow: Propagator | None = None  # optical flow (flow similarity); DIS when None
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        if cfg.similarity == "corr" and self.correspond is None:
+            raise ValueError("the corr similarity needs a correspondence propagator")
+        if cfg.recovery.enabled and (self.correspond is None or self.estimate is None):
+            raise ValueError("recovery needs a correspondence propagator and a pose estimator")
+        if cfg.similarity == "reid" and self.embed is None:
+            raise ValueError("the reid similarity needs an embedder")
+        if cfg.similarity == "flow" and self.flow is None:
+            self.flow = FlowPropagator()
+        self._similarity = get_similarity(cfg.similarity)
+        self._tracks: dict[int, _Track] = {}
+        self._images: dict[int, np.ndarray] = {}
+        self._next_id = 0
+
+    @property
+    def live_track_ids(self) -> list[int]:
+        return sorted(self._tracks)
+
+    def _timed(self, stage: str, fn: Callable, *args):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.timings[stage] += time.perf_counter() - t0
+
+    def step(self, index: int, candidates: Poses, image: np.ndarray | None = None) -> Poses:
+        """Track the poses of frame ``index``; returns the kept poses with their track ids."""
+        cfg = self.config
+        needs_image = cfg.similarity in ("corr", "flow", "reid") or cfg.recovery.enabled
+        if needs_image and image is None:
+            raise ValueError(f"the {cfg.similarity} tracker (recovery {cfg.recovery.enabled}) needs the frame image")
+        # Forget tracks whose person has been gone longer than keep_alive.
+        self._tracks = {i: t for i, t in self._tracks.items() if index - t.frame <= cfg.keep_alive}
+        if image is not None:
+            self._images[index] = image
+        candidates = candidates[candidates.num_visible(cfg.joint_thresh) >= cfg.min_keypoints]
+        live = list(self._tracks.values())
+        groups: dict[int, list[int]] = defaultdict(list)  # last-seen frame -> rows of `live`
+        for row, tr in enumerate(live):
+            groups[tr.frame].append(row)
+        group_poses = {src: Poses.concat([live[r].pose for r in rows]) for src, rows in groups.items()}
+
+        moved: dict[int, tuple[Poses, Any]] = {}
+        mover = {"corr": self.correspond, "flow": self.flow}.get(cfg.similarity)
+        if mover is not None:
+            stage = "correspondence" if cfg.similarity == "corr" else "flow"
+            for src, poses in group_poses.items():
+                m, maps = self._timed(stage, mover, src, self._images[src], index, image, poses)
+                moved[src] = (carry_boxes(poses, m), maps)
+
+        if cfg.recovery.enabled and index - 1 in groups:
+            candidates = self._recover(index, image, live, groups, group_poses, moved, candidates)
+        candidates = candidates[np.sort(oks_nms(candidates, cfg.nms.joint_thresh, cfg.nms.oks_thresh,
+                                                prefer_detected=True))]
+
+        cand_emb = None
+        if cfg.similarity == "reid":
+            cand_emb = self._timed("reid", self.embed, image, candidates.boxes) if len(candidates) else np.zeros((0, 1))
+        t0 = time.perf_counter()
+        scores = np.zeros((len(live), len(candidates)))
+        votes = np.zeros_like(scores)
+        size = (image.shape[1], image.shape[0]) if image is not None else None
+        for src, rows in groups.items():
+            m = moved.get(src)
+            ctx = FrameContext(
+                image=image, prev_image=self._images.get(src), image_size=size,
+                propagated=None if m is None else m[0], corr_maps=None if m is None else m[1],
+                track_embeddings=None if cand_emb is None else np.stack([live[r].embedding for r in rows]),
+                candidate_embeddings=cand_emb, joint_thresh=cfg.joint_thresh, corr_joint_conf=cfg.corr_joint_conf)
+            if len(candidates):
+                scores[rows] = self._similarity(group_poses[src], candidates, ctx)
+                if cfg.duplicate_removal and ctx.corr_maps is not None:
+                    votes[rows] = correspondence_votes(ctx.corr_maps, candidates, cfg.joint_thresh,
+                                                       cfg.corr_joint_conf)
+                elif cfg.duplicate_removal:
+                    # Without maps, a joint's correspondence is where the track's joint moved to (or stayed).
+                    ref = group_poses[src] if m is None else m[0]
+                    votes[rows] = keypoint_votes(ref, candidates, cfg.joint_thresh)
+        matches = greedy_match(scores, cfg.match_threshold)
+        keep = (remove_duplicates(matches, votes, cfg.duplicate.ratio) if cfg.duplicate_removal
+                else np.ones(len(candidates), bool))
+        ids = np.full(len(candidates), -1, np.int64)
+        for r, c in matches:
+            tr = live[r]
+            tr.pose, tr.frame, tr.hits = candidates[c], index, tr.hits + 1
+            tr.recovered_run = tr.recovered_run + 1 if candidates.origin[c] == RECOVERED else 0
+            if cand_emb is not None:
+                tr.embedding = cand_emb[c]
+            ids[c] = tr.id
+        for c in range(len(candidates)):
+            # A recovered pose that continues no track is not a person we saw.
+            if ids[c] < 0 and keep[c] and candidates.origin[c] != RECOVERED:
+                tr = _Track(self._next_id, candidates[c], index,
+                            embedding=None if cand_emb is None else cand_emb[c])
+                self._tracks[tr.id] = tr
+                self._next_id += 1
+                ids[c] = tr.id
+        keep &= ids >= 0
+        self.timings["association"] += time.perf_counter() - t0
+        referenced = {t.frame for t in self._tracks.values()}
+        self._images = {i: im for i, im in self._images.items() if i in referenced}
+        return candidates[keep].replace(track_ids=ids[keep])
+
+    def _recover(self, index, image, live, groups, group_poses, moved, candidates) -> Poses:
+        cfg = self.config.recovery
+        rows = [r for r in groups[index - 1] if live[r].recovered_run < cfg.max_consecutive]
+        if not rows:
+            return candidates
+        sel = np.array([groups[index - 1].index(r) for r in rows])
+        prev = group_poses[index - 1][sel]
+        if self.config.similarity == "corr":
+            already = moved[index - 1][0][sel]
+
+            def propagate(_p: Poses) -> Poses:
+                return already
+        else:
+            def propagate(p: Poses) -> Poses:
+                return self._timed("correspondence", self.correspond, index - 1, self._images[index - 1],
+                                   index, image, p)[0]
+        def estimate(im: np.ndarray, boxes: np.ndarray) -> Poses:
+            return self._timed("pose (recovery)", self.estimate, im, boxes)
+
+        rec = recover_missed(prev, candidates, image, propagate=propagate, estimate=estimate, config=cfg)
+        rec = rec[rec.num_visible(self.config.joint_thresh) >= self.config.min_keypoints]
+        return Poses.concat([candidates, rec]) if len(rec) else candidates
+
+
+# -- offline post-processing ------------------------------------------------
+
+def track_frame_counts(frames: Iterable[Poses], config: TrackerConfig) -> Counter:
+    """Frames per track id that survive the output joint threshold (first pass of finalising)."""
+    counts: Counter = Counter()
+    for poses in frames:
+        ok = poses.num_visible(config.output_joint_thresh - 1e-12) >= config.min_keypoints
+        counts.update(int(t) for t in poses.track_ids[ok] if t >= 0)
+    return counts
+
+
+def final_id_map(counts: Counter, config: TrackerConfig, order: Sequence[int] | None = None) -> dict[int, int]:
+    """Old id -> written id: tracks shorter than ``min_track_length`` are dropped, the rest numbered 0.. .
+
+    ``order`` (ids by first appearance) fixes the numbering; default ascending id.
+    """
+    ids = order if order is not None else sorted(counts)
+    kept = [i for i in ids if counts.get(i, 0) >= config.min_track_length]
+    return {old: new for new, old in enumerate(kept)}
+
+
+def finalize_frame(poses: Poses, id_map: dict[int, int], config: TrackerConfig) -> Poses:
+    """What is written for one frame: joints >= the output threshold, kept tracks, renumbered ids."""
+    out = poses.threshold_joints(config.output_joint_thresh)
+    known = np.array([int(t) in id_map for t in out.track_ids], bool).reshape(len(out))
+    out = out[(out.num_visible(0.0) >= config.min_keypoints) & known]
+    return out.replace(track_ids=np.array([id_map[int(t)] for t in out.track_ids], np.int64))
+
+
+# -- track merging (eq. 8) --------------------------------------------------
+
+@dataclass(frozen=True)
+class Tracklet:
+    id: int
+    frames: tuple[int, ...]  # sorted frame indices where it has a pose
+    poses: dict  # frame index -> Poses (one person); only the frames merging looks at are needed
+
+
+def tracklets_from_frames(frame_indices: Sequence[int], frames: Sequence[Poses]) -> dict[int, Tracklet]:
+    """Group per-frame tracked poses into tracklets (keeps every pose; fine for merging's needs)."""
+    by_id: dict[int, dict[int, Poses]] = defaultdict(dict)
+    for idx, poses in zip(frame_indices, frames):
+        for i, t in enumerate(poses.track_ids):
+            if t >= 0:
+                by_id[int(t)][int(idx)] = poses[i]
+    return {t: Tracklet(t, tuple(sorted(p)), p) for t, p in by_id.items()}
+
+
+def merge_candidates(tracklets: dict[int, Tracklet], max_gap: int) -> list[tuple[int, int, list[int], int]]:
+    """Pairs (a, b) with a ending before b starts within ``max_gap``: (a, b, a's source frames, b's start).
+
+    The source frames are the start, centre and end of ``a`` (eq. 8).
+    """
+    out = []
+    for a in tracklets.values():
+        fa = a.frames
+        src = sorted({fa[0], fa[len(fa) // 2], fa[-1]})
+        for b in tracklets.values():
+            gap = b.frames[0] - fa[-1]
+            if a.id != b.id and 0 < gap <= max_gap:
+                out.append((a.id, b.id, src, b.frames[0]))
+    return out
+
+
+def merge_tracks(tracklets: dict[int, Tracklet], propagate: Callable[[int, int, Poses], Poses],
+                 config: MergeConfig = MergeConfig()) -> dict[int, int]:
+    """Track id -> merged id (eq. 8); ids not merged map to themselves.
+
+    For tracklets a, b (a ends before b starts), the poses of a at its start,
+    centre and end frames are propagated to b's first frame
+    (``propagate(src_frame, dst_frame, pose)``) and compared with b's first pose
+    by OKS; the mean is the similarity. Pairs are merged greedily, highest
+    first, each tracklet getting at most one successor and one predecessor, so
+    a merged track never has two poses in one frame.
+    """
+    scored = []
+    for a, b, srcs, dst in merge_candidates(tracklets, config.max_gap):
+        target = tracklets[b].poses[dst]
+        sims = []
+        for s in srcs:
+            moved = propagate(s, dst, tracklets[a].poses[s]).threshold_joints(config.joint_thresh)
+            sims.append(float(oks_matrix(moved, target, config.joint_thresh)[0, 0]) if moved.num_visible(0)[0] else 0.0)
+        scored.append((float(np.mean(sims)), a, b))
+    succ: dict[int, int] = {}
+    pred: dict[int, int] = {}
+    for score, a, b in sorted(scored, key=lambda x: (-x[0], x[1], x[2])):
+        if score < config.oks_thresh or a in succ or b in pred:
+            continue
+        succ[a], pred[b] = b, a
+    root = {}
+    for t in sorted(tracklets, key=lambda t: tracklets[t].frames[0]):
+        root[t] = root[pred[t]] if t in pred else t
+    return root

@@ -1,0 +1,81 @@
+"""Greedy matching, OKS-NMS and duplicate removal on generated inputs."""
+from __future__ import annotations
+
+import numpy as np
+
+from corrtrack.pipeline.matching import greedy_match, oks_nms, remove_duplicates
+from corrtrack.structures import Poses
+
+TEMPLATE = np.array([  # a standing person, COCO-17, in body heights about the hip centre
+    (0, -.45), (.02, -.47), (-.02, -.47), (.04, -.46), (-.04, -.46), (.1, -.33), (-.1, -.33),
+    (.13, -.15), (-.13, -.15), (.14, 0), (-.14, 0), (.07, 0), (-.07, 0), (.07, .25), (-.07, .25),
+    (.07, .48), (-.07, .48)])
+
+
+def people(*centres, height=100.0) -> Poses:
+    kp = np.zeros((len(centres), 17, 3))
+    for i, (x, y) in enumerate(centres):
+        kp[i, :, :2] = TEMPLATE * height + (x, y)
+        kp[i, :, 2] = 0.9
+    return Poses(kp, "coco17")
+
+
+def test_greedy_takes_the_highest_pair_first():
+    s = np.array([[0.9, 0.8],
+                  [0.85, 0.1]])
+    # Greedy: (0,0)=0.9 first, then row 1 only has 0.1 left (< threshold).
+    # (An optimal assignment would pick (0,1)+(1,0) = 1.65 instead.)
+    assert greedy_match(s, 0.3) == [(0, 0)]
+    assert greedy_match(s, 0.05) == [(0, 0), (1, 1)]
+
+
+def test_greedy_threshold_and_shapes():
+    s = np.array([[0.2, 0.5, 0.4],
+                  [0.6, 0.45, 0.1]])
+    assert greedy_match(s, 0.3) == [(1, 0), (0, 1)]
+    assert greedy_match(s, 0.7) == []
+    assert greedy_match(np.zeros((0, 3)), 0.3) == []
+    assert greedy_match(np.zeros((2, 0)), 0.3) == []
+    assert greedy_match(np.array([[0.3]]), 0.3) == [(0, 0)]  # the threshold itself matches
+
+
+def test_greedy_ties_are_deterministic():
+    s = np.full((3, 3), 0.5)
+    assert greedy_match(s, 0.3) == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_oks_nms_keeps_the_best_of_overlapping_poses():
+    p = people((100, 100), (101, 100), (300, 100), (102, 101))
+    p.scores[:] = [0.5, 0.9, 0.7, 0.6]
+    keep = oks_nms(p, joint_thresh=0.05, oks_thresh=0.7)
+    assert keep.tolist() == [1, 2]  # best first; 0 and 3 duplicate 1
+    assert oks_nms(p, oks_thresh=1.0).tolist() == [1, 2, 3, 0]  # nothing exceeds OKS 1
+    assert oks_nms(people()).tolist() == []
+
+
+def test_oks_nms_ignores_low_joints():
+    p = people((100, 100), (100, 100))
+    p.scores[:] = [0.9, 0.8]
+    p.keypoints[0, :, 2] = 0.04  # below the NMS joint threshold: nothing to compare
+    assert sorted(oks_nms(p, joint_thresh=0.05).tolist()) == [0, 1]
+
+
+def test_remove_duplicates_drops_unmatched_sharers_only():
+    votes = np.array([[1.0, 0.7, 0.5, 0.9],
+                      [0.0, 0.1, 0.0, 0.95]])
+    matches = [(0, 0), (1, 3)]
+    keep = remove_duplicates(matches, votes, ratio=0.6)
+    # 1 shares 70 % of track 0's joints -> duplicate; 2 only 50 %; 3 is matched itself.
+    assert keep.tolist() == [True, False, True, True]
+    assert remove_duplicates([], votes, 0.6).all()
+    assert remove_duplicates(matches, votes, ratio=0.75).tolist() == [True, True, True, True]
+
+
+def test_oks_nms_can_prefer_detections_over_recovered_poses():
+    from corrtrack.structures import RECOVERED
+
+    p = people((100, 100), (101, 100))
+    p.scores[:] = [0.4, 0.9]
+    p.origin[1] = RECOVERED  # the better-scoring pose was only recovered
+    assert oks_nms(p).tolist() == [1]
+    assert oks_nms(p, prefer_detected=True).tolist() == [0]

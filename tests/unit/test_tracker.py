@@ -1,0 +1,439 @@
+"""The online tracker, recovery, finalising and merging on generated scenes with fake networks."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from corrtrack.pipeline.tracker import (
+    MergeConfig,
+    RecoveryConfig,
+    Tracker,
+    TrackerConfig,
+    boxes_around,
+    final_id_map,
+    finalize_frame,
+    merge_tracks,
+    recover_missed,
+    track_frame_counts,
+    tracklets_from_frames,
+)
+from corrtrack.structures import RECOVERED, Poses
+
+TEMPLATE = np.array([  # a standing person, COCO-17, in body heights about the hip centre
+    (0, -.45), (.02, -.47), (-.02, -.47), (.04, -.46), (-.04, -.46), (.1, -.33), (-.1, -.33),
+    (.13, -.15), (-.13, -.15), (.14, 0), (-.14, 0), (.07, 0), (-.07, 0), (.07, .25), (-.07, .25),
+    (.07, .48), (-.07, .48)])
+HEIGHT = 100.0
+IMAGE = np.zeros((480, 640, 3), np.uint8)
+
+
+def pose_at(x, y, score=0.9) -> Poses:
+    kp = np.zeros((1, 17, 3))
+    kp[0, :, :2] = TEMPLATE * HEIGHT + (x, y)
+    kp[0, :, 2] = score
+    return Poses(kp, "coco17")
+
+
+def poses_at(centres) -> Poses:
+    return Poses.concat([pose_at(x, y) for x, y in centres], layout="coco17")
+
+
+class World:
+    """Ground-truth people per frame: ``pos[frame][gt_id] = (x, y)``; fakes read it."""
+
+    def __init__(self, pos: dict[int, dict[int, tuple[float, float]]]):
+        self.pos = pos
+        self.frame = 0
+
+    def detections(self, f, missing=()) -> tuple[Poses, list[int]]:
+        gts = [g for g in sorted(self.pos[f]) if g not in missing]
+        return poses_at([self.pos[f][g] for g in gts]), gts
+
+    def _nearest(self, f, xy):
+        if not self.pos.get(f):
+            return None
+        g = min(self.pos[f], key=lambda g: np.hypot(*np.subtract(self.pos[f][g], xy)))
+        return g if np.hypot(*np.subtract(self.pos[f][g], xy)) < 30 else None
+
+    def correspond(self, src, _src_image, dst, _dst_image, poses):
+        """Moves each pose with the person it belongs to; confidence 0 if that person left."""
+        kp = poses.keypoints.copy()
+        for i in range(len(poses)):
+            centre = kp[i, 11:13, :2].mean(0)
+            g = self._nearest(src, centre)
+            if g is not None and g in self.pos.get(dst, {}):
+                kp[i, :, :2] += np.subtract(self.pos[dst][g], self.pos[src][g])
+            else:
+                kp[i, :, 2] = 0.0
+        return poses.replace(keypoints=kp), None
+
+    def correspond_maps(self, src, src_image, dst, dst_image, poses):
+        """Like ``correspond``, plus eq. 6 maps: a Gaussian (peak 0.9) at every moved joint."""
+        import torch
+
+        from corrtrack.models.corr_codec import Letterbox, encode_targets, image_to_grid
+        from corrtrack.pipeline.propagate import CorrMaps
+
+        moved, _ = self.correspond(src, src_image, dst, dst_image, poses)
+        lb = Letterbox.fit(IMAGE.shape[1], IMAGE.shape[0], 512)
+        valid = moved.keypoints[..., 2] > 0
+        g = torch.as_tensor(image_to_grid(moved.keypoints[..., :2], lb, 4))
+        maps = 0.9 * encode_targets(g, torch.as_tensor(valid), 128, 128, 1.5).float()
+        return moved, CorrMaps(maps, lb, 4, valid, True)
+
+    def estimate(self, _image, boxes):
+        """The person whose centre lies in the box, else a low-scoring guess."""
+        out = []
+        for b in boxes:
+            inside = [xy for xy in self.pos.get(self.frame, {}).values()
+                      if b[0] <= xy[0] <= b[2] and b[1] <= xy[1] <= b[3]]
+            c = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+            out.append(pose_at(*inside[0]) if inside else pose_at(*c, score=0.05))
+        return Poses.concat(out, layout="coco17")
+
+
+def run(world: World, tracker: Tracker, frames, missing=None) -> dict[int, dict[int, int]]:
+    """gt id -> {frame: track id} for every written pose (matched to GT by position)."""
+    seen: dict[int, dict[int, int]] = defaultdict(dict)
+    for f in frames:
+        world.frame = f
+        det, _ = world.detections(f, (missing or {}).get(f, ()))
+        out = tracker.step(f, det, IMAGE)
+        for i in range(len(out)):
+            g = world._nearest(f, out.keypoints[i, 11:13, :2].mean(0))
+            assert g is not None, f"frame {f}: a pose where nobody is"
+            assert f not in seen[g], f"frame {f}: two poses for person {g}"
+            seen[g][f] = int(out.track_ids[i])
+    return seen
+
+
+NO_RECOVERY = RecoveryConfig(enabled=False)
+
+
+@pytest.mark.parametrize("similarity", ["oks", "iou"])
+def test_two_people_crossing_keep_their_ids(similarity):
+    world = World({f: {0: (50 + 10 * f, 200), 1: (250 - 10 * f, 230)} for f in range(21)})
+    tracker = Tracker(TrackerConfig(similarity=similarity, recovery=NO_RECOVERY))
+    seen = run(world, tracker, range(21))
+    assert len(seen[0]) == len(seen[1]) == 21
+    ids0, ids1 = set(seen[0].values()), set(seen[1].values())
+    assert len(ids0) == len(ids1) == 1 and ids0 != ids1
+
+
+def test_corr_follows_the_correspondences():
+    # People swap places between frames 4 and 5 (like a crossing seen at a low frame rate):
+    # positions mislead OKS, the correspondences (here: exact) keep the ids.
+    pos = {f: {0: (100, 200), 1: (130, 200)} if f < 5 else {0: (130, 200), 1: (100, 200)} for f in range(10)}
+    world = World(pos)
+    tracker = Tracker(TrackerConfig(), correspond=world.correspond_maps, estimate=world.estimate)
+    seen = run(world, tracker, range(10))
+    assert all(len(set(v.values())) == 1 for v in seen.values()) and seen[0][0] != seen[1][0]
+    assert tracker.timings["correspondence"] > 0
+
+
+def test_swapping_people_need_appearance():
+    # The two people swap places between frames 4 and 5: position-based similarity
+    # must swap ids, an embedding of their appearance must not.
+    pos = {f: {0: (100, 200), 1: (130, 200)} if f < 5 else {0: (130, 200), 1: (100, 200)} for f in range(10)}
+    world = World(pos)
+
+    def embed(_image, boxes):
+        e = np.zeros((len(boxes), 2))
+        for i, b in enumerate(boxes):
+            g = world._nearest(world.frame, ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2 + 0.005 * HEIGHT))
+            e[i, g] = 1.0
+        return e
+
+    reid = run(world, Tracker(TrackerConfig(similarity="reid", recovery=NO_RECOVERY), embed=embed), range(10))
+    assert all(len(set(v.values())) == 1 for v in reid.values())
+    oks = run(World(pos), Tracker(TrackerConfig(similarity="oks", recovery=NO_RECOVERY)), range(10))
+    assert all(len(set(v.values())) == 2 for v in oks.values())
+
+
+@pytest.mark.parametrize("keep_alive, same_id", [(10, True), (3, False)])
+def test_person_who_comes_back_within_keep_alive_keeps_the_id(keep_alive, same_id):
+    pos = {f: {1: (400, 200)} for f in range(21)}
+    for f in range(21):
+        if not 10 <= f <= 13:
+            pos[f][0] = (100 + (4 if f >= 14 else 0), 200)
+    world = World(pos)
+    cfg = TrackerConfig(similarity="oks", keep_alive=keep_alive, recovery=NO_RECOVERY)
+    seen = run(world, Tracker(cfg), range(21))
+    assert sorted(seen[0]) == [f for f in range(21) if not 10 <= f <= 13]
+    assert len(set(seen[1].values())) == 1
+    assert (len(set(seen[0].values())) == 1) is same_id
+
+
+def test_recovery_fills_missed_detections_with_the_same_id():
+    world = World({f: {0: (50 + 8 * f, 200), 1: (500, 200)} for f in range(12)})
+    missing = {5: {0}, 6: {0}}
+    tracker = Tracker(TrackerConfig(similarity="oks"), correspond=world.correspond, estimate=world.estimate)
+    seen = run(world, tracker, range(12), missing)
+    assert sorted(seen[0]) == list(range(12))
+    assert len(set(seen[0].values())) == 1
+    # Without recovery those frames are lost (and OKS to a pose 3 frames old fails at this speed).
+    seen = run(World(world.pos), Tracker(TrackerConfig(similarity="oks", recovery=NO_RECOVERY)), range(12), missing)
+    assert sorted(seen[0]) == [0, 1, 2, 3, 4, 7, 8, 9, 10, 11]
+
+
+def test_recovery_stops_when_the_person_is_gone_and_never_starts_tracks():
+    # Person 0 leaves after frame 3; the fake estimator finds only background there.
+    world = World({f: ({0: (100, 200)} if f <= 3 else {}) | {1: (400, 200)} for f in range(8)})
+    tracker = Tracker(TrackerConfig(similarity="oks"), correspond=world.correspond, estimate=world.estimate)
+    seen = run(world, tracker, range(8))
+    assert sorted(seen[0]) == [0, 1, 2, 3]
+    assert sorted(seen[1]) == list(range(8))
+
+
+def test_recovery_is_capped_by_max_consecutive():
+    # Nobody detects person 0 after frame 1, but the fakes would recover it forever.
+    world = World({f: {0: (100 + 5 * f, 200)} for f in range(10)})
+    missing = {f: {0} for f in range(2, 10)}
+    cfg = TrackerConfig(similarity="oks", recovery=RecoveryConfig(max_consecutive=3))
+    seen = run(world, Tracker(cfg, correspond=world.correspond, estimate=world.estimate), range(10), missing)
+    assert sorted(seen[0]) == [0, 1, 2, 3, 4]
+
+
+def test_recover_missed_only_where_no_detection_explains_the_person():
+    world = World({0: {0: (100, 200), 1: (300, 200)}, 1: {0: (110, 200), 1: (310, 200)}})
+    world.frame = 1
+    prev, _ = world.detections(0)
+    det, _ = world.detections(1, missing={1})
+
+    def propagate(p):
+        return world.correspond(0, None, 1, None, p)[0]
+
+    rec = recover_missed(prev, det, IMAGE, propagate=propagate, estimate=world.estimate)
+    assert len(rec) == 1 and rec.origin.tolist() == [RECOVERED]
+    np.testing.assert_allclose(rec.keypoints[0, 11:13, :2].mean(0), (310, 200))
+    # A detection of person 1 explains it: nothing to recover.
+    det_all, _ = world.detections(1)
+    assert len(recover_missed(prev, det_all, IMAGE, propagate=propagate, estimate=world.estimate)) == 0
+
+
+def test_boxes_around_enlarges_and_clips():
+    kp = np.array([[[10, 20, 0.9], [30, 60, 0.9], [500, 500, 0.05]]])
+    np.testing.assert_allclose(boxes_around(kp, 0.1, 1.5), [[5, 10, 35, 70]])
+    np.testing.assert_allclose(boxes_around(kp, 0.1, 3.0, image_size=(40, 100)), [[0, 0, 39, 99]])
+
+
+@pytest.mark.parametrize("similarity", ["oks", "corr"])
+def test_duplicate_removal_in_the_tracker(similarity):
+    one = pose_at(200, 200)
+    dup = pose_at(200, 200)
+    dup.keypoints[0, 11:, :2] += (60, 0)  # shares 11 of 17 joints: OKS below NMS's 0.7, votes above 0.6
+    dup.scores[:] = 0.5
+    frame1 = Poses.concat([one, dup])
+    world = World({0: {0: (200, 200)}, 1: {0: (200, 200)}})
+    for dedupe, expected in [(True, 1), (False, 2)]:
+        tracker = Tracker(TrackerConfig(similarity=similarity, recovery=NO_RECOVERY, duplicate_removal=dedupe),
+                          correspond=world.correspond_maps)
+        tracker.step(0, one, IMAGE)
+        out = tracker.step(1, frame1, IMAGE)
+        assert len(out) == expected
+        assert out.track_ids[0] == 0
+
+
+def test_tracker_checks_its_parts():
+    with pytest.raises(ValueError, match="correspondence propagator"):
+        Tracker(TrackerConfig(similarity="corr", recovery=NO_RECOVERY))
+    with pytest.raises(ValueError, match="recovery needs"):
+        Tracker(TrackerConfig(similarity="oks"))
+    with pytest.raises(ValueError, match="embedder"):
+        Tracker(TrackerConfig(similarity="reid", recovery=NO_RECOVERY))
+    with pytest.raises(ValueError, match="unknown similarity"):
+        TrackerConfig(similarity="nope")
+    with pytest.raises(ValueError, match="image"):
+        Tracker(TrackerConfig(similarity="flow", recovery=NO_RECOVERY)).step(0, pose_at(1, 1))
+    assert TrackerConfig().match_threshold == 0.3
+    assert TrackerConfig(similarity="iou", threshold=0.5).match_threshold == 0.5
+
+
+def test_poses_with_too_few_joints_are_not_tracked():
+    p = pose_at(100, 100)
+    p.keypoints[0, 1:, 2] = 0.05
+    out = Tracker(TrackerConfig(similarity="oks", recovery=NO_RECOVERY)).step(0, p)
+    assert len(out) == 0
+
+
+def test_finalize_drops_short_tracks_thresholds_joints_and_renumbers():
+    a, b = pose_at(100, 100), pose_at(300, 100)
+    a.keypoints[0, :3, 2] = 0.2  # below the written threshold 0.3
+    frames = [Poses.concat([a, b]).replace(track_ids=[5, 7]), a.replace(track_ids=[5]),
+              a.replace(track_ids=[5]), b.replace(track_ids=[9])]
+    cfg = TrackerConfig()
+    counts = track_frame_counts(frames, cfg)
+    assert counts == {5: 3, 7: 1, 9: 1}
+    id_map = final_id_map(counts, cfg)
+    assert id_map == {5: 0}
+    out = finalize_frame(frames[0], id_map, cfg)
+    assert out.track_ids.tolist() == [0]
+    assert (out.keypoints[0, :3] == 0).all() and (out.keypoints[0, 3:, 2] == 0.9).all()
+    assert len(finalize_frame(frames[3], id_map, cfg)) == 0
+
+
+def test_merge_tracks_joins_tracklets_that_propagate_onto_each_other():
+    # Track 0 walks right frames 0..9, is lost, and comes back as track 1 at frames 15..24;
+    # track 2 is someone else further away; track 3 overlaps track 0 in time.
+    def x(f):
+        return 100 + 5 * f
+
+    frames, idx = [], list(range(25))
+    for f in idx:
+        people, ids = [], []
+        if f <= 9:
+            people.append(pose_at(x(f), 200)), ids.append(0)
+        if f >= 15:
+            people += [pose_at(x(f), 200), pose_at(500, 300)]
+            ids += [1, 2]
+        if 5 <= f <= 12:
+            people.append(pose_at(x(f), 320)), ids.append(3)
+        frames.append(Poses.concat(people, layout="coco17").replace(track_ids=ids))
+    tracklets = tracklets_from_frames(idx, frames)
+    calls = []
+
+    def propagate(src, dst, pose):  # the "network": people walk right at 5 px / frame
+        calls.append((src, dst))
+        kp = pose.keypoints.copy()
+        kp[..., 0] += 5 * (dst - src)
+        return pose.replace(keypoints=kp)
+
+    mapping = merge_tracks(tracklets, propagate, MergeConfig(max_gap=30))
+    assert mapping == {0: 0, 1: 0, 2: 2, 3: 3}
+    assert (0, 15) in calls and (9, 15) in calls and (5, 15) in calls  # start, centre, end of track 0
+    assert merge_tracks(tracklets, propagate, MergeConfig(max_gap=4)) == {0: 0, 1: 1, 2: 2, 3: 3}
+
+
+# -- the run loop (corrtrack.pipeline.run) with fake networks on a generated frame folder --
+
+def _frame_folder(tmp_path, world: World, n: int):
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for f in range(n):
+        img = np.full((480, 640, 3), 40, np.uint8)
+        img[0, 0] = f  # the fakes read the frame number here (PNG is lossless)
+        cv2.imwrite(str(folder / f"{f:06d}.png"), img)
+    return folder
+
+
+class _Fakes:
+    """Detector + estimator answering from a World (the frame number is in pixel (0, 0))."""
+
+    def __init__(self, world: World, interrupt_at: int | None = None):
+        self.world, self.interrupt_at = world, interrupt_at
+
+    def detect(self, image):
+        f = int(image[0, 0, 0])
+        if f == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.world.frame = f
+        det, _ = self.world.detections(f)
+        return det
+
+    def estimate(self, image, boxes):
+        return boxes if isinstance(boxes, Poses) else self.world.estimate(image, boxes)
+
+
+def _run_parts(world, **kw):
+    from corrtrack.pipeline.run import Parts
+
+    fakes = _Fakes(world, **kw)
+    return Parts(fakes.detect, fakes.estimate, correspond=world.correspond)
+
+
+def test_track_sequence_writes_all_outputs_and_skips_when_complete(tmp_path):
+    from corrtrack.io.posetrack import read_posetrack
+    from corrtrack.pipeline.run import RunConfig, discover_inputs, is_complete, output_path, track_many
+
+    world = World({f: {0: (100 + 5 * f, 200), 1: (400, 200 + 2 * f)} | ({2: (500, 100)} if f < 2 else {})
+                   for f in range(8)})
+    seqs = discover_inputs(_frame_folder(tmp_path, world, 8))
+    assert [s.kind for s in seqs] == ["folder"]
+    out = tmp_path / "out"
+    cfg = RunConfig(tracker=TrackerConfig(similarity="oks"), progress=False)
+    from corrtrack.pipeline import run as run_mod
+
+    res = run_mod.track_sequence(seqs[0], out, cfg, _run_parts(world))
+    assert res.frames == 8 and res.tracks == 2  # person 2 lives 2 frames < min_track_length 3
+    seq = read_posetrack(output_path(out, "posetrack", "frames"))
+    assert len(seq) == 8 and [len(p) for p in seq.poses] == [2] * 8
+    assert seq.track_ids() == [0, 1]
+    for kind in ("coco", "csv", "summary"):
+        assert output_path(out, kind, "frames").is_file()
+    assert not list((out / "summary").glob(".spool*"))  # the spool is gone
+    assert is_complete(out, "frames")
+    # A batch run skips the complete sequence (without building any model).
+    [skipped] = track_many(seqs, out, cfg)
+    assert skipped.skipped
+
+
+def test_interrupt_writes_the_frames_done(tmp_path):
+    from corrtrack.io.posetrack import read_posetrack
+    from corrtrack.pipeline import run as run_mod
+    from corrtrack.pipeline.run import RunConfig, discover_inputs, is_complete, output_path
+
+    world = World({f: {0: (100 + 5 * f, 200)} for f in range(8)})
+    seqs = discover_inputs(_frame_folder(tmp_path, world, 8))
+    out = tmp_path / "out"
+    cfg = RunConfig(tracker=TrackerConfig(similarity="oks"), progress=False)
+    res = run_mod.track_sequence(seqs[0], out, cfg, _run_parts(world, interrupt_at=5))
+    assert res.interrupted and res.frames == 5
+    seq = read_posetrack(output_path(out, "posetrack", "frames"))
+    assert len(seq) == 5 and seq.track_ids() == [0]
+    assert not is_complete(out, "frames")  # a later batch run tracks it again
+
+
+def test_discover_inputs_rejects_what_it_cannot_track(tmp_path):
+    from corrtrack.errors import CorrtrackError
+    from corrtrack.pipeline.run import discover_inputs
+
+    with pytest.raises(CorrtrackError, match="no such file"):
+        discover_inputs(tmp_path / "nope.mp4")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CorrtrackError, match="holds no images, videos"):
+        discover_inputs(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "b.avi").write_bytes(b"")
+    assert [s.name for s in discover_inputs(tmp_path)] == ["a", "b"]
+
+
+def test_track_sequence_merges_broken_tracks(tmp_path):
+    from corrtrack.io.posetrack import read_posetrack
+    from corrtrack.pipeline import run as run_mod
+    from corrtrack.pipeline.run import RunConfig, discover_inputs, output_path
+
+    # Person 0 walks, is gone for frames 6..9 (longer than keep_alive) and comes back further on.
+    pos = {f: {1: (500, 300)} | ({0: (100 + 10 * f, 200)} if not 6 <= f <= 9 else {}) for f in range(16)}
+    world = World(pos)
+    seqs = discover_inputs(_frame_folder(tmp_path, world, 16))
+    no_rec = dict(similarity="oks", keep_alive=2, recovery=NO_RECOVERY)
+    for merge, tracks in [(False, 3), (True, 2)]:
+        out = tmp_path / f"out{merge}"
+        cfg = RunConfig(tracker=TrackerConfig(merge=merge, **no_rec), progress=False)
+        res = run_mod.track_sequence(seqs[0], out, cfg, _run_parts(World(pos)))
+        assert res.tracks == tracks
+        seq = read_posetrack(output_path(out, "posetrack", "frames"))
+        first = {int(p.track_ids[np.argmin(p.keypoints[:, 11, 0])]) for f, p in enumerate(seq.poses) if len(p) == 2}
+        assert len(first) == (1 if merge else 2)
+
+
+def test_a_corrupt_frame_is_skipped_and_ids_continue(tmp_path, caplog):
+    from corrtrack.io.posetrack import read_posetrack
+    from corrtrack.pipeline import run as run_mod
+    from corrtrack.pipeline.run import RunConfig, discover_inputs, output_path
+
+    world = World({f: {0: (100 + 3 * f, 200), 1: (400, 250)} for f in range(10)})
+    folder = _frame_folder(tmp_path, world, 10)
+    (folder / "000004.png").write_bytes(b"not a png")
+    cfg = RunConfig(tracker=TrackerConfig(similarity="oks"), progress=False)
+    res = run_mod.track_sequence(discover_inputs(folder)[0], tmp_path / "out", cfg, _run_parts(world))
+    assert res.frames == 10 and res.tracks == 2
+    assert "000004.png" in caplog.text
+    seq = read_posetrack(output_path(tmp_path / "out", "posetrack", "frames"))
+    # The bad frame is written empty, so the frames stay aligned with the source.
+    assert len(seq) == 10 and len(seq.poses[4]) == 0
+    assert all(p.track_ids.tolist() == [0, 1] for i, p in enumerate(seq.poses) if i != 4)
