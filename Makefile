@@ -9,6 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.corrtrack-setup
 SHARED ?= ../shared
 DEMO_OUT ?= out/demo
+PEERS := norfair==2.3.0 filterpy==1.4.5 trackers==2.6.1 supervision==0.31.2
 
 .PHONY: setup models demo test clean
 
@@ -20,8 +21,12 @@ $(STAMP): pyproject.toml Makefile
 	@echo "setup: installing torch==2.13.0 (CPU) then corrtrack and its dependencies"
 	@$(PIP) install -q torch==2.13.0 2> >(grep -v "^WARNING: Location" >&2) \
 	  || { echo "setup: pip could not install torch==2.13.0" >&2; exit 1; }
-	@$(PIP) install -q -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2) \
+	@$(PIP) install -q -e '.[dev,bench]' 2> >(grep -v "^WARNING: Location" >&2) \
 	  || { echo "setup: pip could not install corrtrack's dependencies" >&2; exit 1; }
+	@# Peer trackers for the benchmarks: their metadata pins numpy<2 / opencv-python,
+	@# but they run with numpy 2 and the headless OpenCV (see pyproject.toml).
+	@$(PIP) install -q --no-deps $(PEERS) 2> >(grep -v "^WARNING: Location" >&2) \
+	  || { echo "setup: pip could not install the peer trackers ($(PEERS))" >&2; exit 1; }
 	@touch $(STAMP)
 
 # Converted detector/pose weights, cached in $$CORRTRACK_HOME (default: the user cache dir).

@@ -73,6 +73,27 @@ def print_report(result, console=None) -> None:
         console.print(seq)
 
 
+def print_id_report(result, console=None) -> None:
+    """IDF1 / IDP / IDR and keypoint HOTA (``corrtrack.eval.idmetrics``), totals and per sequence."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    i, h = result.id, result.hota
+    console.print(f"IDF1 {_fmt(i.IDF1)}  IDP {_fmt(i.IDP)}  IDR {_fmt(i.IDR)}   (summed over joints: "
+                  + "  ".join(f"{k.upper()} {v}" for k, v in i.totals().items()) + ")")
+    console.print(f"HOTA {_fmt(h.HOTA)}  DetA {_fmt(h.DetA)}  AssA {_fmt(h.AssA)}  LocA {_fmt(h.LocA)}   "
+                  "(keypoint HOTA as PoseTrack21 defines it)")
+    if result.per_sequence:
+        seq = Table(title="identity metrics per sequence", title_justify="left")
+        for col in ("sequence", "IDF1", "IDP", "IDR", "HOTA", "DetA", "AssA"):
+            seq.add_column(col, justify="left" if col == "sequence" else "right")
+        for name, r in result.per_sequence.items():
+            i, h = r["id"], r["hota"]
+            seq.add_row(name, *[_fmt(v) for v in (i.IDF1, i.IDP, i.IDR, h.HOTA, h.DetA, h.AssA)])
+        console.print(seq)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
@@ -81,6 +102,8 @@ def register(app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write all numbers to this JSON file."),
         no_tracking: bool = typer.Option(False, "--no-tracking", help="Only per-joint AP (no MOTA)."),
         per_sequence: bool = typer.Option(False, "--per-sequence", help="Also report each sequence."),
+        id_metrics: bool = typer.Option(False, "--id-metrics",
+                                        help="Also IDF1 / IDP / IDR and keypoint HOTA (PoseTrack21)."),
     ) -> None:
         """PoseTrack evaluation: per-joint AP (PCKh@0.5) and CLEAR-MOT MOTA, equal to the official poseval.
 
@@ -89,9 +112,21 @@ def register(app: typer.Typer) -> None:
         from corrtrack.eval.posetrack import evaluate
         from corrtrack.io.atomic import write_json
 
+        if id_metrics and no_tracking:
+            raise CorrtrackError("--id-metrics: identity metrics need tracking; leave out --no-tracking")
         gt, pred = load_pairs(gt_dir, pred_dir)
         result = evaluate(gt, pred, tracking=not no_tracking, per_sequence=per_sequence)
         print_report(result)
+        numbers = result.to_dict()
+        if id_metrics:
+            from corrtrack.eval.idmetrics import evaluate_id_metrics
+
+            ids = evaluate_id_metrics(gt, pred, per_sequence=per_sequence)
+            print_id_report(ids)
+            extra = ids.to_dict()
+            for name, values in extra.pop("per_sequence", {}).items():
+                numbers.setdefault("per_sequence", {}).setdefault(name, {}).update(values)
+            numbers.update(extra)
         if json_out is not None:
-            write_json(json_out, result.to_dict(), indent=1)
+            write_json(json_out, numbers, indent=1)
             typer.echo(f"wrote {json_out}")

@@ -1,4 +1,5 @@
-"""Evaluation: the PoseTrack metrics (per-joint AP and CLEAR-MOT), equal to poseval.
+"""Evaluation: the PoseTrack metrics (per-joint AP and CLEAR-MOT), equal to poseval,
+and identity metrics (IDF1 / IDP / IDR, PoseTrack21's keypoint HOTA).
 
 No torch here: ``corrtrack eval`` starts fast and runs anywhere.
 """
@@ -11,5 +12,7 @@ from corrtrack.eval.posetrack import (
     PoseTrackEvaluation,
     evaluate,
 )
+from corrtrack.eval.idmetrics import HOTAResult, IDEvaluation, IDResult, combine_id_metrics, evaluate_id_metrics
 
-__all__ = ["APResult", "COUNT_NAMES", "GROUPS", "JOINTS", "MOTResult", "PoseTrackEvaluation", "evaluate"]
+__all__ = ["APResult", "COUNT_NAMES", "GROUPS", "HOTAResult", "IDEvaluation", "IDResult", "JOINTS", "MOTResult",
+           "PoseTrackEvaluation", "combine_id_metrics", "evaluate", "evaluate_id_metrics"]
