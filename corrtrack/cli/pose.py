@@ -29,15 +29,10 @@ def pose_cmd(
     index, COCO-17 keypoints x, y, score; track_id -1) — and an annotated image or video.
     """
     import dataclasses
-    import sys
 
-    import cv2
-    from tqdm import tqdm
-
+    from corrtrack.cli._frames import for_each_frame
     from corrtrack.errors import CorrtrackError
-    from corrtrack.io.atomic import atomic_path
     from corrtrack.io.coco import write_coco_results
-    from corrtrack.io.video import VideoWriter, open_source
     from corrtrack.pipeline.detector import Detector, DetectorConfig
     from corrtrack.pipeline.pose import MODELS, PoseConfig, TopDownPoseEstimator
     from corrtrack.structures import FrameInfo
@@ -53,40 +48,19 @@ def pose_cmd(
         if model not in MODELS:
             raise CorrtrackError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
         pose_config = dataclasses.replace(pose_config, model=model)
-    if start < 0 or step < 1 or (end is not None and end < start):
-        raise CorrtrackError(f"{source}: bad frame range --start {start} --end {end} --step {step}")
-    src = open_source(source, start=start, end=end, step=step)
     detector = Detector(det_config, device=device)
     estimator = TopDownPoseEstimator(pose_config, device=device)
-    stem = src.name
-    json_path = out / f"{stem}.poses.json"
-    results = []
-    writer = None
-    if annotate and src.kind != "image":
-        writer = VideoWriter(out / f"{stem}.poses.mp4", fps=src.fps or 10.0)
-    try:
-        with src:
-            for frame in tqdm(src, total=src.expected_frames, unit="frame", disable=not sys.stderr.isatty()):
-                poses = estimator(frame.image, detector(frame.image))
-                info = FrameInfo(index=frame.index, time=frame.time, file_name=frame.name,
-                                 width=frame.image.shape[1], height=frame.image.shape[0])
-                results.append((info, poses))
-                if not annotate:
-                    continue
-                vis = draw_poses(frame.image, poses, joint_threshold=joint_threshold, show_ids=False)
-                if writer is not None:
-                    writer.write(vis)
-                else:
-                    suffix = ".jpg" if src.path.suffix.lower() in (".jpg", ".jpeg") else ".png"
-                    with atomic_path(out / f"{stem}.poses{suffix}", suffix=suffix) as tmp:
-                        if not cv2.imwrite(str(tmp), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR)):
-                            raise CorrtrackError(f"{out}: cannot write the annotated image")
-        if writer is not None:
-            writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
+
+    def process(frame):
+        poses = estimator(frame.image, detector(frame.image))
+        info = FrameInfo(index=frame.index, time=frame.time, file_name=frame.name,
+                         width=frame.image.shape[1], height=frame.image.shape[0])
+        vis = draw_poses(frame.image, poses, joint_threshold=joint_threshold, show_ids=False) if annotate else None
+        return (info, poses), vis
+
+    src, results = for_each_frame(source, out, "poses", process, start=start, end=end, step=step,
+                                  annotate=annotate)
+    json_path = out / f"{src.name}.poses.json"
     people = write_coco_results(json_path, results)
     typer.echo(f"{len(results)} frames, {people} poses (MoveNet {pose_config.model}) -> {json_path}")
 
