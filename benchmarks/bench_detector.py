@@ -39,15 +39,15 @@ def timeit(fn, runs: int, warmup: int = 3) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
-def test_frame(video: Path) -> np.ndarray:
+def test_frame(video: Path, index: int = 360) -> np.ndarray:
     import cv2
 
     cap = cv2.VideoCapture(str(video))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, 360)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
     ok, bgr = cap.read()
     cap.release()
     if not ok:
-        sys.exit(f"cannot read frame 360 of {video}")
+        sys.exit(f"cannot read frame {index} of {video}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -62,8 +62,8 @@ def real_crops(size: int, n: int) -> np.ndarray:
     return crops[np.arange(n) % len(crops)]
 
 
-def time_interleaved(runs: dict, repeats: int) -> dict[str, float]:
-    """Median wall ms of each callable; calls alternate so that load from other processes
+def times_interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """Wall ms of each call of each callable; calls alternate so that load from other processes
     on the machine hits every contender alike."""
     for fn in runs.values():
         for _ in range(3):
@@ -73,8 +73,13 @@ def time_interleaved(runs: dict, repeats: int) -> dict[str, float]:
         for name, fn in runs.items():
             t = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: 1000 * float(np.median(v)) for name, v in times.items()}
+            times[name].append(1000 * (time.perf_counter() - t))
+    return times
+
+
+def time_interleaved(runs: dict, repeats: int) -> dict[str, float]:
+    """Median wall ms of each callable (see ``times_interleaved``)."""
+    return {name: float(np.median(v)) for name, v in times_interleaved(runs, repeats).items()}
 
 
 def ort_session(model, size: int, threads: int):
@@ -156,6 +161,22 @@ def bench_speed(repeats: int, reference: bool) -> None:
 
 
 # -- accuracy ---------------------------------------------------------------------------------
+# ``detector`` below: None (ground-truth boxes), a callable image -> boxes (our Detector), or a
+# dict image path -> (N, 5) xyxy+score boxes (a detections file, see ``detections_file``).
+
+def _boxes(detector, image: np.ndarray, path: Path):
+    return detector.get(path, np.zeros((0, 5))) if isinstance(detector, dict) else detector(image)
+
+
+def detections_file(path: Path, images: dict[int, Path], min_score: float = 0.0) -> dict[Path, np.ndarray]:
+    """A COCO results list of person boxes -> {image path: (N, 5) xyxy+score}; ``images``: id -> path."""
+    out: dict[Path, list] = {p: [] for p in images.values()}
+    for d in json.loads(Path(path).read_text()):
+        if d.get("category_id", 1) == 1 and d["score"] >= min_score and d["image_id"] in images:
+            x, y, w, h = d["bbox"]
+            out[images[d["image_id"]]].append([x, y, x + w, y + h, d["score"]])
+    return {p: np.array(b, np.float64).reshape(-1, 5) for p, b in out.items()}
+
 
 def coco_scores(est: TopDownPoseEstimator, detector=None) -> tuple[float, float]:
     """(COCO keypoint AP in %, PCK@0.2 in %); PCK only with GT boxes (NaN with a detector)."""
@@ -167,13 +188,14 @@ def coco_scores(est: TopDownPoseEstimator, detector=None) -> tuple[float, float]
         gt = COCO(str(root / "test_coco.json"))
     results, hits = [], []
     for img_id in gt.getImgIds():
-        image = read_image(root / gt.loadImgs(img_id)[0]["file_name"])
+        path = root / gt.loadImgs(img_id)[0]["file_name"]
+        image = read_image(path)
         anns = gt.loadAnns(gt.getAnnIds(imgIds=img_id, iscrowd=False))
         if detector is None:
             boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                               for a in anns])
         else:
-            boxes = detector(image)
+            boxes = _boxes(detector, image, path)
         poses = est(image, boxes)
         for kp, score in zip(poses.keypoints, poses.scores):
             results.append(dict(image_id=img_id, category_id=1, keypoints=kp.ravel().tolist(), score=float(score)))
@@ -204,7 +226,7 @@ def posetrack_map(est: TopDownPoseEstimator, detector=None) -> float:
         out = []
         for frame, gt in seq:
             image = read_image(root / frame.file_name)
-            boxes = gt.boxes if detector is None else detector(image)
+            boxes = gt.boxes if detector is None else _boxes(detector, image, root / frame.file_name)
             out.append(est(image, boxes).to_layout(POSETRACK18))
         preds.append(PoseSequence(seq.name, seq.frames, out))
     return evaluate(gts, preds, tracking=False).ap.mAP

@@ -1,4 +1,5 @@
-"""``corrtrack data ...``: make data sets. ``data synth`` writes the synthetic tracking benchmark."""
+"""``corrtrack data ...``: make data sets. ``data synth`` writes the synthetic tracking benchmark,
+``data pseudolabel`` labels real videos with our detector + pose model (training data for ``train corr``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -121,6 +122,42 @@ def _print_summary(summary: dict, outdir: Path) -> None:
     frames = sum(p["frames"] for p in summary["presets"].values())
     console.print(f"{frames} frames in {summary['seconds']:.1f} s ({frames / max(summary['seconds'], 1e-9):.1f} "
                   f"frames/s); evaluate with: corrtrack eval {outdir / 'posetrack'} PRED_DIR")
+
+
+@data_app.command("pseudolabel")
+def pseudolabel_cmd(
+    videos: list[Path] = typer.Argument(..., help="Videos, image folders or images to label."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (annotations.json + images/)."),
+    every_n: int = typer.Option(5, "--every-n", help="Label every N-th frame of each source."),
+    min_score: float = typer.Option(0.3, "--min-score",
+                                    help="Joints scoring below this are written as unlabelled (v = 0)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Label frames with our detector + MoveNet and write a COCO person-keypoint dataset.
+
+    Writes OUT/annotations.json and OUT/images/...: the input of
+    `corrtrack train corr -a OUT/annotations.json -i OUT`.
+    """
+    import json
+    import sys
+
+    from corrtrack.io.video import open_source
+    from corrtrack.train.pseudolabel import pseudolabel
+
+    if every_n < 1:
+        raise CorrtrackError(f"--every-n must be >= 1, got {every_n}")
+    if not 0 <= min_score <= 1:
+        raise CorrtrackError(f"--min-score must be in [0, 1], got {min_score}")
+    if out.exists() and not out.is_dir():
+        raise CorrtrackError(f"{out}: exists and is not a folder")
+    for video in videos:  # every source readable before the models load and the first one is labelled
+        open_source(video).close()
+    path = pseudolabel(videos, out, every_n=every_n, min_score=min_score, device=device,
+                       progress=not quiet and sys.stderr.isatty())
+    data = json.loads(path.read_text())
+    typer.echo(f"{path}: {len(data['images'])} frames, {len(data['annotations'])} people; train with: "
+               f"corrtrack train corr -a {path} -i {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,13 +8,18 @@ estimator fills them in. ``Poses`` is the one container of the pipeline, and a
 zero-keypoint ``Poses`` with a real layout keeps ``Poses.concat`` and layout
 conversion working downstream.
 
+The network input: the frame is letterboxed onto a canvas whose long side is
+``DetectorConfig.input_size`` (by default chosen from the frame size: 416, the
+graph's own, up to ~1250 px frames, more for larger ones, where people are
+small), square or fitted to the frame's aspect ratio (``square``).
+
 Decoding follows NanoDet's GFL head: per cell, 4 sides (left, top, right,
 bottom) × 11 bins; softmax over the bins, the expectation times the stride is
 the distance from the cell centre ``((i + 0.5) * stride)`` to that side.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,7 +36,18 @@ PERSON = 0  # COCO-80 class index
 class DetectorConfig:
     score_threshold: float = 0.4  # vtest.avi: people score >= 0.5, a traffic cone 0.35
     nms_iou: float = 0.6  # NanoDet's own test-time NMS
-    input_size: int = 416  # the graph's input (multiple of 32)
+    # Long side of the network input: a multiple of 32 (the graph's is 416), or "auto": the frame's
+    # long side × auto_scale rounded up to 32, clipped to auto_range. Why: at 416 a 1920×1080
+    # PoseTrack frame shrinks 4.6× and NanoDet finds 3 of its 14 people (IoU >= 0.5; MoveNet thunder
+    # PoseTrack mAP 14.8); at 640 it finds 8 (mAP 31.4), at 768 fewer again (6). On vtest.avi
+    # (768×576) 416 finds all 6 walkers and nothing else, 640 adds 3 false positives: so frames up to
+    # ~1250 px keep the graph's 416 and 1080p gets 640 (benchmarks/bench_models.py).
+    input_size: int | str = "auto"
+    auto_scale: float = 1 / 3
+    auto_range: tuple[int, int] = (416, 640)
+    # A square canvas (the graph's layout) or one fitted to the frame's aspect ratio: nearly the same
+    # people on vtest, PoseTrack and COCO, ~40% less compute on 16:9 frames (less black border).
+    square: bool = True
     max_detections: int = 100
     pre_nms_top_k: int = 1000  # best candidates kept before NMS
     classes: tuple[int, ...] = (PERSON,)  # COCO-80 classes to keep; the output is people by default
@@ -39,9 +55,27 @@ class DetectorConfig:
     min_box_size: float = 2.0  # pixels in the original image; smaller boxes are dropped
 
 
+def auto_input_size(width: int, height: int, config: DetectorConfig) -> int:
+    """Long side of the network input for a ``width``×``height`` frame under ``config``."""
+    if config.input_size != "auto":
+        return int(config.input_size)
+    lo, hi = config.auto_range
+    side = round(max(width, height) * config.auto_scale, 6)  # 1920 / 3 must give 640, not 672
+    return int(min(max(-(-side // 32) * 32, lo), hi))
+
+
+def canvas_shape(width: int, height: int, config: DetectorConfig) -> tuple[int, int]:
+    """(H, W) of the network input for a ``width``×``height`` frame."""
+    side = auto_input_size(width, height, config)
+    if config.square:
+        return side, side
+    scale = side / max(width, height)
+    return (max(32, -(-round(height * scale) // 32) * 32), max(32, -(-round(width * scale) // 32) * 32))
+
+
 @dataclass
 class Letterbox:
-    """Where an image sits in the square network input: input = image * scale + (dx, dy)."""
+    """Where an image sits in the network input: input = image * scale + (dx, dy)."""
 
     scale: float
     dx: float
@@ -50,10 +84,12 @@ class Letterbox:
     height: int
 
 
-def letterbox_params(width: int, height: int, size: int) -> Letterbox:
-    scale = size / max(width, height)
+def letterbox_params(width: int, height: int, size: int | tuple[int, int]) -> Letterbox:
+    """``size``: a square side or a canvas ``(H, W)``; the image is fitted inside it and centred."""
+    ch, cw = (size, size) if isinstance(size, int) else size
+    scale = min(cw / width, ch / height)
     nw, nh = max(1, round(width * scale)), max(1, round(height * scale))
-    return Letterbox(scale, (size - nw) // 2, (size - nh) // 2, width, height)
+    return Letterbox(scale, (cw - nw) // 2, (ch - nh) // 2, width, height)
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -76,8 +112,8 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[..., :3])
 
 
-def letterbox_image(image: np.ndarray, size: int, pad_value: int = 0) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio, centre on a ``size``×``size`` canvas."""
+def letterbox_image(image: np.ndarray, size: int | tuple[int, int], pad_value: int = 0) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio, centre on a ``size``×``size`` (or ``(H, W)``) canvas."""
     import cv2
 
     h, w = image.shape[:2]
@@ -86,32 +122,38 @@ def letterbox_image(image: np.ndarray, size: int, pad_value: int = 0) -> tuple[n
     # INTER_AREA when shrinking (an 8K frame must not alias), bilinear when enlarging.
     interp = cv2.INTER_AREA if lb.scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
-    canvas = np.full((size, size, 3), pad_value, np.uint8)
+    ch, cw = (size, size) if isinstance(size, int) else size
+    canvas = np.full((ch, cw, 3), pad_value, np.uint8)
     canvas[int(lb.dy):int(lb.dy) + nh, int(lb.dx):int(lb.dx) + nw] = resized
     return canvas, lb
 
 
-def letterbox_tensor(images: torch.Tensor, size: int, pad_value: float = 0.0) -> tuple[torch.Tensor, Letterbox]:
+def letterbox_tensor(images: torch.Tensor, size: int | tuple[int, int],
+                     pad_value: float = 0.0) -> tuple[torch.Tensor, Letterbox]:
     """The same for a float batch ``(B, 3, H, W)`` in 0..1, on its device."""
     b, _, h, w = images.shape
     lb = letterbox_params(w, h, size)
     nw, nh = max(1, round(w * lb.scale)), max(1, round(h * lb.scale))
     resized = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False,
                             antialias=lb.scale < 1)
-    canvas = images.new_full((b, 3, size, size), pad_value)
+    ch, cw = (size, size) if isinstance(size, int) else size
+    canvas = images.new_full((b, 3, ch, cw), pad_value)
     canvas[:, :, int(lb.dy):int(lb.dy) + nh, int(lb.dx):int(lb.dx) + nw] = resized
     return canvas, lb
 
 
-def cell_centres(size: int, strides=(8, 16, 32), device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centres (A, 2) and strides (A,) of all cells, level by level, rows first."""
+def cell_centres(size: int | tuple[int, int], strides=(8, 16, 32), device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (A, 2) and strides (A,) of all cells of a square (or ``(H, W)``) input, level by level,
+    rows first."""
+    ch, cw = (size, size) if isinstance(size, int) else size
     centres, cell_strides = [], []
     for s in strides:
-        n = -(-size // s)
-        r = (torch.arange(n, dtype=torch.float32, device=device) + 0.5) * s
-        yy, xx = torch.meshgrid(r, r, indexing="ij")
+        ny, nx = -(-ch // s), -(-cw // s)
+        ry = (torch.arange(ny, dtype=torch.float32, device=device) + 0.5) * s
+        rx = (torch.arange(nx, dtype=torch.float32, device=device) + 0.5) * s
+        yy, xx = torch.meshgrid(ry, rx, indexing="ij")
         centres.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1))
-        cell_strides.append(torch.full((n * n,), float(s), device=device))
+        cell_strides.append(torch.full((ny * nx,), float(s), device=device))
     return torch.cat(centres), torch.cat(cell_strides)
 
 
@@ -165,6 +207,26 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
     return nms(boxes + offset, scores, iou_threshold)
 
 
+def match_boxes(boxes: np.ndarray, truth: np.ndarray, min_iou: float = 0.5) -> np.ndarray:
+    """Greedy one-to-one matching, highest IoU first: for each true box, the index of its box or -1.
+
+    One box covering two people (a dancing couple) counts for one of them only.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    truth = np.asarray(truth, np.float64).reshape(-1, 4)
+    match = np.full(len(truth), -1)
+    if len(boxes) == 0 or len(truth) == 0:
+        return match
+    iou = box_iou(torch.from_numpy(boxes), torch.from_numpy(truth)).numpy()
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        i, j = divmod(int(flat), len(truth))
+        if iou[i, j] < min_iou:
+            break
+        if match[j] < 0 and i not in match:
+            match[j] = i
+    return match
+
+
 @dataclass
 class Detections:
     """Raw detections of one frame in image pixels."""
@@ -188,15 +250,21 @@ class Detector:
                  model: torch.nn.Module | None = None):
         from corrtrack.models.registry import default_device, load_model
 
-        if config.input_size % 32:
-            raise CorrtrackError(f"DetectorConfig.input_size must be a multiple of 32, got {config.input_size}")
+        if config.input_size != "auto" and (not isinstance(config.input_size, int) or config.input_size % 32
+                                            or config.input_size < 32):
+            raise CorrtrackError(f"DetectorConfig.input_size must be a multiple of 32 or \"auto\", "
+                                 f"got {config.input_size!r}")
+        lo, hi = config.auto_range
+        if lo % 32 or hi % 32 or not 32 <= lo <= hi or not config.auto_scale > 0:
+            raise CorrtrackError(f"DetectorConfig: auto_range {config.auto_range} must be multiples of 32 with "
+                                 f"32 <= lo <= hi, auto_scale {config.auto_scale} > 0")
         self.config = config
         self.device = torch.device(device or default_device())
         model = model if model is not None else load_model("nanodet", self.device)
         # channels_last: oneDNN/cuDNN convolutions skip a layout reorder per layer (~25% on CPU).
         # Note: Module.to() converts the given model in place.
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self._centres, self._strides = cell_centres(config.input_size, self.model.strides, self.device)
+        self._cells: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # canvas -> centres, strides
 
     # -- public API -----------------------------------------------------------
     def __call__(self, images) -> Poses | list[Poses]:
@@ -210,9 +278,10 @@ class Detector:
         if isinstance(image, torch.Tensor):
             return self.detect_batch(image[None] if image.ndim == 3 else image)[0]
         rgb = as_rgb_uint8(image)
-        canvas, lb = letterbox_image(rgb, self.config.input_size, self.config.pad_value)
+        shape = canvas_shape(rgb.shape[1], rgb.shape[0], self.config)
+        canvas, lb = letterbox_image(rgb, shape, self.config.pad_value)
         x = torch.from_numpy(canvas).to(self.device).permute(2, 0, 1)[None].float().div_(255)
-        return self._postprocess(*self.model(x), [lb])[0]
+        return self._postprocess(*self.model(x), [lb], shape)[0]
 
     @torch.inference_mode()
     def detect_batch(self, images: torch.Tensor) -> list[Detections]:
@@ -221,16 +290,20 @@ class Detector:
             raise CorrtrackError(f"images: expected a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
         x = images.to(self.device).contiguous(memory_format=torch.channels_last)
         x = x.float().div(255) if not x.is_floating_point() else x.float()
-        if tuple(x.shape[2:]) == (self.config.input_size,) * 2:
-            lb = letterbox_params(x.shape[3], x.shape[2], self.config.input_size)
+        shape = canvas_shape(x.shape[3], x.shape[2], self.config)
+        if tuple(x.shape[2:]) == shape:
+            lb = letterbox_params(x.shape[3], x.shape[2], shape)
         else:
-            x, lb = letterbox_tensor(x, self.config.input_size, self.config.pad_value / 255)
-        return self._postprocess(*self.model(x), [lb] * len(x))
+            x, lb = letterbox_tensor(x, shape, self.config.pad_value / 255)
+        return self._postprocess(*self.model(x), [lb] * len(x), shape)
 
     # -- decoding -------------------------------------------------------------
-    def _postprocess(self, scores: torch.Tensor, box_logits: torch.Tensor, lbs: list[Letterbox]) -> list[Detections]:
+    def _postprocess(self, scores: torch.Tensor, box_logits: torch.Tensor, lbs: list[Letterbox],
+                     shape: tuple[int, int]) -> list[Detections]:
         cfg = self.config
-        boxes = decode_boxes(box_logits, self._centres, self._strides, self.model.reg_max)
+        if shape not in self._cells:
+            self._cells[shape] = cell_centres(shape, self.model.strides, self.device)
+        boxes = decode_boxes(box_logits, *self._cells[shape], self.model.reg_max)
         classes = torch.as_tensor(cfg.classes, device=scores.device, dtype=torch.long)
         out = []
         for b, lb in enumerate(lbs):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.pipeline.detector import Detector, DetectorConfig, canvas_shape, match_boxes
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,6 @@ BASKETBALL1_PEOPLE = [[36, 93, 163, 466], [423, 19, 635, 480]]
 @pytest.fixture(scope="module")
 def detector():
     from corrtrack.models.registry import load_model
-    from corrtrack.pipeline.detector import Detector
 
     try:
         model = load_model("nanodet", "cpu")
@@ -80,9 +80,43 @@ def test_awkward_inputs_do_not_crash(shared_data, detector):
     np.testing.assert_allclose(detector(rgba).boxes, detector(frame).boxes)
     assert len(detector(np.zeros((1, 1, 3), np.uint8))) == 0
     assert len(detector(np.zeros((4320, 7680, 3), np.uint8))) == 0  # 8K black frame
-    # 8K frame with the real frame inside: same people, coordinates scaled by 10.
+    # 8K frame with the real frame inside: at the same network input size, the same people with
+    # coordinates scaled by 10 (the default "auto" size runs an 8K frame at 640, where vtest's
+    # small walkers come with a spurious box: see DetectorConfig.input_size).
     big = frame.repeat(10, 0).repeat(10, 1)[:4320]
-    assert_same_people(detector(big).boxes / 10, VTEST_PEOPLE[300], "vtest frame 300 upscaled to 8K")
+    fixed = Detector(DetectorConfig(input_size=416), device="cpu", model=detector.model)
+    assert_same_people(fixed(big).boxes / 10, VTEST_PEOPLE[300], "vtest frame 300 upscaled to 8K")
+    found = match_boxes(detector(big).boxes / 10, VTEST_PEOPLE[300])
+    assert (found >= 0).all(), "vtest frame 300 upscaled to 8K, auto input size: a walker missed"
+
+
+def test_large_frames_get_a_larger_input_and_find_the_posetrack_dancers(shared_data, detector):
+    """The 3 labelled 1920×1080 PoseTrack18 frames, 14 people (GT boxes: the files' ``bbox``, i.e.
+    the keypoints' extent grown by 30%). Measured: 8 found at the default "auto" input (640 here),
+    3 at the graph's 416; the floor of 7 fails if large frames fall back to 416."""
+    from corrtrack.io.posetrack import read_posetrack_dir
+    from corrtrack.io.video import read_image
+
+    assert canvas_shape(768, 576, detector.config) == (416, 416)  # vtest keeps the graph's input
+    assert canvas_shape(1920, 1080, detector.config) == (640, 640)
+    root = shared_data / "mmpose" / "posetrack18"
+    found = total = 0
+    for seq in read_posetrack_dir(root / "annotations" / "val"):
+        for frame, gt in seq:
+            image = read_image(root / frame.file_name)
+            assert image.shape == (1080, 1920, 3)
+            found += int((match_boxes(detector(image).boxes, gt.boxes) >= 0).sum())
+            total += len(gt)
+    assert total == 14
+    assert found >= 7, f"default detector found {found} of the 14 PoseTrack people (IoU >= 0.5)"
+
+
+def test_fitted_canvas_finds_the_same_walkers(shared_data, detector):
+    fitted = Detector(DetectorConfig(square=False), device="cpu", model=detector.model)
+    assert canvas_shape(768, 576, fitted.config) == (320, 416)
+    for index in sorted(VTEST_PEOPLE):
+        assert_same_people(fitted(vtest_frame(shared_data, index)).boxes, VTEST_PEOPLE[index],
+                           f"vtest.avi frame {index}, fitted canvas")
 
 
 def test_batch_tensor_gives_the_same_people(shared_data, detector):
