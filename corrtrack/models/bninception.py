@@ -59,25 +59,43 @@ _MODULES = (
 )
 
 
+def _scaled(c: int, width: float) -> int:
+    return max(4, int(round(c * width))) if c else 0
+
+
 class BNInception(nn.Module):
     """conv1 ... inception_4e. ``forward(x, taps)`` returns the named stages in ``taps``.
 
-    Stage names and strides: conv2 (192 ch, stride 4), inception_3b (320, 8),
-    inception_4d (608, 16), inception_4e (1056, 32), and every other module.
+    Stage names and strides: conv2_reduce (64 ch, stride 4; layer 2), conv2 (192 ch, stride 4;
+    layer 3), inception_3b (320, 8), inception_4d (608, 16), inception_4e (1056, 32), and every
+    other module.
+
+    ``first_layer=3`` builds "layers 3 to 17" (the paper's second pose stage and refinement
+    module): no conv1 / pool1 / conv2_reduce; the input, ``in_channels`` maps at stride 4 of the
+    image, goes straight into conv2. ``width`` scales every channel count (1.0 = BN-Inception;
+    smaller values give the light variants used for CPU experiments and tests).
     """
 
-    def __init__(self):
+    def __init__(self, in_channels: int = 3, first_layer: int = 1, width: float = 1.0):
         super().__init__()
-        self.conv1 = _cbr(3, 64, 7, 2)
-        self.pool1 = nn.MaxPool2d(3, 2, 1)
-        self.conv2_reduce = _cbr(64, 64, 1)
-        self.conv2 = _cbr(64, 192, 3)
+        if first_layer not in (1, 3):
+            raise ValueError(f"first_layer must be 1 or 3, not {first_layer}")
+        if not width > 0:
+            raise ValueError(f"width must be > 0, not {width}")
+        w = lambda c: _scaled(c, width)  # noqa: E731
+        self.first_layer = first_layer
+        self._channels = {}
+        if first_layer == 1:
+            self.conv1 = _cbr(in_channels, w(64), 7, 2)
+            self.pool1 = nn.MaxPool2d(3, 2, 1)
+            self.conv2_reduce = _cbr(w(64), w(64), 1)
+            self._channels["conv2_reduce"] = in_channels = w(64)
+        self.conv2 = _cbr(in_channels, w(192), 3)
         self.pool2 = nn.MaxPool2d(3, 2, 1)
-        cin = 192
+        cin = self._channels["conv2"] = w(192)
         self.stages = nn.ModuleDict()
-        self._channels = {"conv2": 192}
         for name, spec in _MODULES:
-            m = Inception(cin, *spec)
+            m = Inception(cin, *(w(c) for c in spec[:-1]), spec[-1])
             self.stages[name] = m
             cin = m.out_channels
             self._channels[name] = cin
@@ -87,7 +105,10 @@ class BNInception(nn.Module):
 
     def forward(self, x: torch.Tensor, taps: tuple[str, ...]) -> list[torch.Tensor]:
         found = {}
-        x = self.conv2(self.conv2_reduce(self.pool1(self.conv1(x))))
+        if self.first_layer == 1:
+            x = self.conv2_reduce(self.pool1(self.conv1(x)))
+            found["conv2_reduce"] = x
+        x = self.conv2(x)
         found["conv2"] = x
         x = self.pool2(x)
         for name, m in self.stages.items():

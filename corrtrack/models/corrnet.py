@@ -37,6 +37,16 @@ Refinement module (paper section 4.2)
     [upsampled features, input maps]. Affinity maps enter as
     log(1 + p * H * W): 0 for an empty map, ~log(H*W) for a sharp peak, so the
     refinement sees both the shape and the absolute confidence.
+
+    Residual (``refine_residual``, the default): refined logit =
+    a_k * log p + b_k + delta, with per-joint a (init 1), b (init 0) and the
+    encoder's output as the correction delta (last layer zero-initialised).
+    At initialisation the refined map is p / (1 + p), a monotone function of
+    the Siamese map, so its argmax and sub-cell position are the Siamese ones
+    at full stride-4 precision; training calibrates the peak height (a, b) and
+    learns where to move it (delta). A non-residual refinement (the first
+    shipped model) had to rebuild every peak from the stride-8 encoder: less
+    precise and worse than the Siamese maps on new images.
 """
 from __future__ import annotations
 
@@ -68,6 +78,7 @@ class CorrNetConfig:
     fpn_channels: int = 64
     refine_channels: int = 32
     refine_dilations: tuple[int, ...] = (1, 2, 4, 8)
+    refine_residual: bool = True  # refined logits = a * log(affinity) + b + learnt delta
     pretrained: bool = True  # ImageNet backbone weights (mobilenetv2 only)
 
     def __post_init__(self) -> None:
@@ -126,27 +137,41 @@ class _Residual(nn.Module):
 class Refinement(nn.Module):
     """concat(F1, F2, K affinity maps) -> K refined map logits (see the module doc)."""
 
-    def __init__(self, feat: int, joints: int, ch: int, dilations: tuple[int, ...]):
+    def __init__(self, feat: int, joints: int, ch: int, dilations: tuple[int, ...], residual: bool = True):
         super().__init__()
         self.pair_in = nn.Conv2d(2 * feat, ch, 3, 2, 1, bias=False)
         self.maps_in = nn.Conv2d(joints, ch, 1, bias=False)
         self.bn_in = nn.BatchNorm2d(ch)
         self.blocks = nn.Sequential(*[_Residual(_dw_sep(ch, ch, d)) for d in dilations])
         self.head = nn.Conv2d(ch + joints, joints, 1)
-        nn.init.constant_(self.head.bias, -4.0)  # start with low maps: most target pixels are 0
+        self.residual = residual
+        if residual:
+            # Start as the Siamese map itself (delta = 0); see the module doc.
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            self.gain = nn.Parameter(torch.ones(joints))
+            self.offset = nn.Parameter(torch.zeros(joints))
+        else:
+            nn.init.constant_(self.head.bias, -4.0)  # start with low maps: most target pixels are 0
 
     def pair_term(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
         return self.pair_in(torch.cat([f1, f2], 1))
 
     def forward(self, pair: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        """pair (B, ch, h/2, w/2) from ``pair_term``; maps (B, P, K, h, w) -> logits (B, P, K, h, w)."""
+        """pair (B, ch, h/2, w/2) from ``pair_term``; maps (B, P, K, h, w) softmax affinity maps
+        -> logits (B, P, K, h, w)."""
         b, p, k, h, w = maps.shape
-        m = maps.reshape(b * p, k, h, w)
+        m = torch.log1p(maps.reshape(b * p, k, h, w) * (h * w))
         x = self.maps_in(F.avg_pool2d(m, 2, ceil_mode=True))
         x = x.reshape(b, p, *x.shape[1:]) + pair[:, None]
         x = self.blocks(F.relu(self.bn_in(x.reshape(b * p, *x.shape[2:]))))
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-        return self.head(torch.cat([x, m], 1)).reshape(b, p, k, h, w)
+        out = self.head(torch.cat([x, m], 1)).reshape(b, p, k, h, w)
+        if self.residual:
+            # 1e-12 floors empty (masked) maps at logit ~ -27: a refined map of ~0.
+            logp = torch.log(maps.clamp_min(1e-12))
+            out = out + self.gain[:, None, None] * logp + self.offset[:, None, None]
+        return out
 
 
 class CorrespondenceNet(nn.Module):
@@ -175,7 +200,8 @@ class CorrespondenceNet(nn.Module):
         # Softmax temperature: a 3x3 descriptor of unit vectors gives affinities in [-9, 9], not
         # sharp enough over ~16k cells; learnt, starting at 1 (the paper's plain softmax).
         self.log_scale = nn.Parameter(torch.zeros(()))
-        self.refinement = Refinement(cfg.feature_channels, cfg.num_joints, cfg.refine_channels, cfg.refine_dilations)
+        self.refinement = Refinement(cfg.feature_channels, cfg.num_joints, cfg.refine_channels, cfg.refine_dilations,
+                                     cfg.refine_residual)
 
     # -- modules, as the paper trains them ------------------------------------
     def siamese_parameters(self):
@@ -236,11 +262,6 @@ class CorrespondenceNet(nn.Module):
         return self.affinity_log(f1, f2, grid_xy).exp()
 
     # -- refinement module -------------------------------------------------------
-    @staticmethod
-    def refinement_input(maps: torch.Tensor) -> torch.Tensor:
-        h, w = maps.shape[-2:]
-        return torch.log1p(maps * (h * w))
-
     def refine_logits(self, f1: torch.Tensor, f2: torch.Tensor, maps: torch.Tensor,
                       pair: torch.Tensor | None = None) -> torch.Tensor:
         """maps (B, P, K, h, w) softmax affinity maps of P persons -> refined logits, same shape.
@@ -249,7 +270,7 @@ class CorrespondenceNet(nn.Module):
         """
         if pair is None:
             pair = self.refinement.pair_term(f1, f2)
-        return self.refinement(pair, self.refinement_input(maps))
+        return self.refinement(pair, maps)
 
     def refine(self, f1: torch.Tensor, f2: torch.Tensor, maps: torch.Tensor,
                pair: torch.Tensor | None = None) -> torch.Tensor:
@@ -281,6 +302,7 @@ class CorrespondenceNet(nn.Module):
             raise CorrtrackError(f"{path}: not a corrtrack correspondence model")
         cfg = dict(obj["config"])
         cfg["refine_dilations"] = tuple(cfg.get("refine_dilations", CorrNetConfig.refine_dilations))
+        cfg.setdefault("refine_residual", False)  # files from before the residual refinement
         cfg["pretrained"] = False  # the file has every weight
         net = cls(CorrNetConfig(**cfg))
         state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}

@@ -13,13 +13,20 @@ GT boxes, padding 1.0-1.4 and aspect 3:4 or 1:1 all gave thunder OKS-AP 72-79
 (lightning 62-69): differences within the noise of so few people, so we keep
 the paper's 3:4 and a 1.25 enlargement.
 
+PoseNet (``models/posenet.py``, the paper's own network, trained with
+``corrtrack train pose``) takes ``PoseConfig(model=<path to posenet.pt>)``. Its
+crops are rectangles of the network's input shape (288 x 384 for the paper's
+model): the same centre and height ``side`` as above with the box grown to the
+network's aspect ratio, and width ``side * w / h`` - no square, no black bars
+beyond those the image edges give.
+
 Coordinates: boxes are xyxy with continuous edges (x2 - x1 = width);
 keypoints come back in pixel-index coordinates (pixel (i, j) has centre
 (j, i)), the convention of COCO/PoseTrack annotations and of OpenCV drawing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -31,11 +38,17 @@ from corrtrack.structures import DETECTED, Poses
 MODELS = ("lightning", "thunder")
 
 
+def is_posenet_path(model: str) -> bool:
+    """A ``PoseConfig.model`` that names a PoseNet file rather than a MoveNet variant."""
+    return model not in MODELS and (Path(model).suffix != "" or "/" in model or "\\" in model)
+
+
 @dataclass(frozen=True)
 class PoseConfig:
     """How people are cropped and which MoveNet runs.
 
-    model: "thunder" by default: with ground-truth boxes it scores COCO
+    model: "thunder", "lightning", or the path of a PoseNet file (``corrtrack train
+        pose`` writes OUT/posenet.pt). "thunder" by default: with ground-truth boxes it scores COCO
         OKS-AP 74.8 vs 63.0 for lightning (4 images, 14 people) and PoseTrack18
         mAP 56.0 vs 53.9 (benchmarks/bench_pose.py), at ~4× the CPU cost per
         person (single-thread CPU time ~60 vs ~15 ms; on a GPU both are ~3 ms
@@ -51,8 +64,8 @@ class PoseConfig:
     max_batch: int = 64
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"pose model must be one of {MODELS}, not {self.model!r}")
+        if self.model not in MODELS and not is_posenet_path(self.model):
+            raise ValueError(f"pose model must be one of {MODELS} or a PoseNet file path, not {self.model!r}")
         if not self.aspect_ratio > 0 or not self.padding > 0 or self.max_batch < 1:
             raise ValueError("aspect_ratio and padding must be > 0 and max_batch >= 1")
 
@@ -68,10 +81,18 @@ def crop_squares(boxes: np.ndarray, config: PoseConfig) -> np.ndarray:
     return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, side], 1)
 
 
-def crop_affines(squares: np.ndarray, size: int) -> np.ndarray:
-    """(N, 2, 3) affine maps from image pixel coordinates to crop pixel coordinates (cv2 convention)."""
-    s = size / squares[:, 2]
-    x0 = squares[:, 0] - squares[:, 2] / 2
+def _wh(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
+
+
+def crop_affines(squares: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """(N, 2, 3) affine maps from image pixel coordinates to crop pixel coordinates (cv2 convention).
+
+    ``size``: S for an S x S crop of each square, or (w, h) for a w x h crop of the
+    rectangle with the square's centre and height and width ``side * w / h``."""
+    w, h = _wh(size)
+    s = h / squares[:, 2]
+    x0 = squares[:, 0] - squares[:, 2] * (w / h) / 2
     y0 = squares[:, 1] - squares[:, 2] / 2
     m = np.zeros((len(squares), 2, 3))
     m[:, 0, 0] = m[:, 1, 1] = s
@@ -81,42 +102,49 @@ def crop_affines(squares: np.ndarray, size: int) -> np.ndarray:
     return m
 
 
-def crops_to_image(yxs: np.ndarray, squares: np.ndarray) -> np.ndarray:
-    """MoveNet output (N, 17, 3) (y, x, score in 0..1 of the crop) -> (N, 17, 3) image x, y, score."""
-    x0 = squares[:, 0] - squares[:, 2] / 2
+def crops_to_image(yxs: np.ndarray, squares: np.ndarray, aspect: float = 1.0) -> np.ndarray:
+    """Model output (N, K, 3) (y, x, score in 0..1 of the crop) -> (N, K, 3) image x, y, score.
+
+    ``aspect``: the crop's w / h (1 for MoveNet's squares)."""
+    x0 = squares[:, 0] - squares[:, 2] * aspect / 2
     y0 = squares[:, 1] - squares[:, 2] / 2
     side = squares[:, 2][:, None]
     out = np.empty(yxs.shape, np.float64)
-    out[..., 0] = x0[:, None] + yxs[..., 1] * side - 0.5
+    out[..., 0] = x0[:, None] + yxs[..., 1] * side * aspect - 0.5
     out[..., 1] = y0[:, None] + yxs[..., 0] * side - 0.5
     out[..., 2] = yxs[..., 2]
     return out
 
 
-def crop_image(image_rgb: np.ndarray, squares: np.ndarray, size: int) -> np.ndarray:
-    """(N, size, size, 3) uint8 crops with cv2.warpAffine (black outside the image)."""
+def crop_image(image_rgb: np.ndarray, squares: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """(N, h, w, 3) uint8 crops with cv2.warpAffine (black outside the image); ``size`` as in
+    ``crop_affines``."""
     import cv2
 
-    out = np.zeros((len(squares), size, size, 3), np.uint8)
+    w, h = _wh(size)
+    out = np.zeros((len(squares), h, w, 3), np.uint8)
     for i, m in enumerate(crop_affines(squares, size)):
-        cv2.warpAffine(image_rgb, m, (size, size), dst=out[i], flags=cv2.INTER_LINEAR,
+        cv2.warpAffine(image_rgb, m, (w, h), dst=out[i], flags=cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return out
 
 
-def crop_tensor(frames, frame_of: np.ndarray, squares: np.ndarray, size: int):
+def crop_tensor(frames, frame_of: np.ndarray, squares: np.ndarray, size: int | tuple[int, int]):
     """The same crops as ``cv2.warpAffine`` in ``TopDownPoseEstimator.crop``, on the frames' device:
-    frames (B, C, H, W) float, crop i from frame ``frame_of[i]`` -> (N, size, size, C) float."""
+    frames (B, C, H, W) float, crop i from frame ``frame_of[i]`` -> (N, h, w, C) float."""
     import torch
     import torch.nn.functional as F
 
     dev = frames.device
     h, w = frames.shape[-2:]
+    cw, ch = _wh(size)
+    a = cw / ch
     sq = torch.as_tensor(np.asarray(squares, np.float64).reshape(-1, 3), device=dev)
     # grid_sample's normalised coordinates: -1/+1 are the image's outer edges (align_corners=False)
-    t = (torch.arange(size, device=dev, dtype=torch.float64) + 0.5) / size
-    gx = (sq[:, None, 0] - sq[:, None, 2] / 2 + t * sq[:, None, 2]) * (2 / w) - 1
-    gy = (sq[:, None, 1] - sq[:, None, 2] / 2 + t * sq[:, None, 2]) * (2 / h) - 1
+    tx = (torch.arange(cw, device=dev, dtype=torch.float64) + 0.5) / cw
+    ty = (torch.arange(ch, device=dev, dtype=torch.float64) + 0.5) / ch
+    gx = (sq[:, None, 0] - sq[:, None, 2] * a / 2 + tx * sq[:, None, 2] * a) * (2 / w) - 1
+    gy = (sq[:, None, 1] - sq[:, None, 2] / 2 + ty * sq[:, None, 2]) * (2 / h) - 1
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), -1).to(frames.dtype)
     idx = torch.as_tensor(np.asarray(frame_of, np.int64), device=dev)
     crops = F.grid_sample(frames[idx], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -156,9 +184,10 @@ def _box_input(boxes, scores) -> tuple[np.ndarray, np.ndarray | None, Poses | No
 
 
 class TopDownPoseEstimator:
-    """MoveNet applied to every person box of a frame, in one batch.
+    """MoveNet (or a PoseNet) applied to every person box of a frame, in one batch.
 
-    ``est(image_rgb, boxes)`` -> ``Poses`` (COCO-17, image coordinates).
+    ``est(image_rgb, boxes)`` -> ``Poses`` (image coordinates; COCO-17 for MoveNet,
+    the PoseNet's own layout for a PoseNet).
     ``boxes``: (N, 4) xyxy, (N, 5) xyxy+score, or a ``Poses`` (e.g. the
     detector's) whose boxes, scores, track ids and origin are kept.
     Person score = box score (1 when none) × mean keypoint score.
@@ -167,19 +196,35 @@ class TopDownPoseEstimator:
     def __init__(self, config: PoseConfig | None = None, device=None, weights: str | Path | None = None):
         import torch
 
-        from corrtrack.models.movenet import load_movenet
-
         self.config = config or PoseConfig()
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = load_movenet(self.config.model, weights, self.device)
-        self.input_size = self.model.input_size
+        if is_posenet_path(self.config.model):
+            from corrtrack.models.posenet import PoseNet
+
+            net = PoseNet.load(weights or self.config.model, map_location=self.device)
+            self.model, self.layout = net.predict, net.layout
+            self.input_size = net.input_size  # (w, h)
+            w, h = net.input_size
+            # the crop takes the network's own aspect ratio (see the module doc)
+            self._crop_config = replace(self.config, aspect_ratio=w / h)
+        else:
+            from corrtrack.models.movenet import load_movenet
+
+            self.model = load_movenet(self.config.model, weights, self.device)
+            self.input_size, self.layout = self.model.input_size, COCO17
+            self._crop_config = self.config
+        w, h = _wh(self.input_size)
+        self.aspect = w / h
 
     # -- crops -----------------------------------------------------------------
+    def squares(self, boxes: np.ndarray) -> np.ndarray:
+        return crop_squares(boxes, self._crop_config)
+
     def crop(self, image_rgb: np.ndarray, squares: np.ndarray) -> np.ndarray:
         return crop_image(image_rgb, squares, self.input_size)
 
     def predict_crops(self, crops) -> np.ndarray:
-        """MoveNet on (N, S, S, 3) RGB crops (numpy or tensor) -> (N, 17, 3) (y, x, score), in chunks."""
+        """The model on (N, h, w, 3) RGB crops (numpy or tensor) -> (N, K, 3) (y, x, score), in chunks."""
         import torch
 
         crops = torch.as_tensor(crops)
@@ -188,7 +233,7 @@ class TopDownPoseEstimator:
             for i in range(0, len(crops), self.config.max_batch):
                 outs.append(self.model(crops[i:i + self.config.max_batch].to(self.device)).float().cpu())
         if not outs:
-            return np.zeros((0, 17, 3), np.float32)
+            return np.zeros((0, self.layout.num_joints, 3), np.float32)
         return torch.cat(outs).numpy()
 
     # -- frames ----------------------------------------------------------------
@@ -196,8 +241,8 @@ class TopDownPoseEstimator:
                  origin: int = DETECTED) -> Poses:
         image = as_rgb_uint8(image_rgb)
         xyxy, scores, given = _box_input(boxes, scores)
-        squares = crop_squares(xyxy, self.config)
-        yxs = self.predict_crops(self.crop(image, squares)) if len(xyxy) else np.zeros((0, 17, 3))
+        squares = self.squares(xyxy)
+        yxs = self.predict_crops(self.crop(image, squares)) if len(xyxy) else np.zeros((0, self.layout.num_joints, 3))
         return self._poses(yxs, squares, xyxy, scores, given, origin)
 
     def estimate_frames(self, images, boxes: Sequence) -> list[Poses]:
@@ -213,7 +258,7 @@ class TopDownPoseEstimator:
         if len(boxes) != len(images):
             raise ValueError(f"{len(images)} images but {len(boxes)} box sets")
         parsed = [_box_input(b, None) for b in boxes]
-        squares = [crop_squares(p[0], self.config) for p in parsed]
+        squares = [self.squares(p[0]) for p in parsed]
         counts = [len(s) for s in squares]
         all_sq = np.concatenate(squares) if squares else np.zeros((0, 3))
         with torch.inference_mode():
@@ -225,7 +270,7 @@ class TopDownPoseEstimator:
                 sl = slice(i, i + self.config.max_batch)
                 crops = crop_tensor(frames, frame_of[sl], all_sq[sl], self.input_size)
                 yxs.append(self.model(crops).float().cpu())
-            yxs = torch.cat(yxs).numpy() if yxs else np.zeros((0, 17, 3))
+            yxs = torch.cat(yxs).numpy() if yxs else np.zeros((0, self.layout.num_joints, 3))
         out, start = [], 0
         for (xyxy, sc, given), sqs, n in zip(parsed, squares, counts):
             out.append(self._poses(yxs[start:start + n], sqs, xyxy, sc, given, DETECTED))
@@ -233,11 +278,11 @@ class TopDownPoseEstimator:
         return out
 
     def _poses(self, yxs, squares, xyxy, scores, given: Poses | None, origin: int) -> Poses:
-        kp = crops_to_image(np.asarray(yxs, np.float64).reshape(-1, 17, 3), squares)
+        kp = crops_to_image(np.asarray(yxs, np.float64).reshape(-1, self.layout.num_joints, 3), squares, self.aspect)
         n = len(kp)
         box_scores = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(n)
         person = box_scores * (kp[..., 2].mean(1) if n else np.zeros(0))
         if given is not None:
-            return Poses(kp, COCO17, xyxy.copy(), person, given.track_ids.copy(), given.origin.copy(),
+            return Poses(kp, self.layout, xyxy.copy(), person, given.track_ids.copy(), given.origin.copy(),
                          given.head_boxes.copy())
-        return Poses(kp, COCO17, xyxy.copy(), person, origin=np.full(n, origin, np.int8))
+        return Poses(kp, self.layout, xyxy.copy(), person, origin=np.full(n, origin, np.int8))

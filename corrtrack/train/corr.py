@@ -20,12 +20,8 @@ torch.distributed (gradients averaged with all_reduce).
 """
 from __future__ import annotations
 
-import csv
-import dataclasses
 import json
 import math
-import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from corrtrack.errors import CorrtrackError
-from corrtrack.io.atomic import atomic_open, atomic_path
 from corrtrack.models.corr_codec import Letterbox, decode_maps, encode_targets, image_to_grid, inside_image
 from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
+from corrtrack.train.common import (MetricsLog, StepSampler, average_gradients, barrier, config_dict,
+                                    epoch_permutation_index, load_checkpoint, progress_bar, read_rgb, rng_state,
+                                    save_checkpoint, set_rng_state, setup_distributed)
+from corrtrack.train.common import photometric as _photometric
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,8 @@ class CorrTrainConfig:
     warmup_steps: int = 50
     weight_decay: float = 1e-4
     sigma: float = 1.0  # target Gaussian, in feature cells (4 canvas pixels)
+    refine_sigma: float = 1.0  # the refinement's target Gaussian, cells (2.0 measured: higher peaks, less precise)
+    init_from: str = ""  # a saved model whose Siamese weights start the run (then e.g. --steps-siamese 0)
     max_persons: int = 8
     min_keypoints: int = 4  # people with fewer labelled joints are skipped
     seed: int = 0
@@ -142,17 +143,6 @@ def sample_affine(rng: np.random.Generator, width: int, height: int, cfg: WarpCo
     return np.hstack([a, (c + t - a @ c)[:, None]])
 
 
-def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    import cv2
-
-    alpha, beta = rng.uniform(0.75, 1.25), rng.uniform(-25, 25)
-    out = cv2.convertScaleAbs(img, alpha=alpha, beta=beta)
-    if rng.random() < 0.3:
-        k = int(rng.choice([3, 5]))
-        out = cv2.GaussianBlur(out, (k, k), 0)
-    return out
-
-
 class PairDataset(torch.utils.data.Dataset):
     """Sample i of the run -> (image, warped image, keypoints in both, on the feature grid)."""
 
@@ -164,19 +154,14 @@ class PairDataset(torch.utils.data.Dataset):
         return 1 << 62
 
     def record_index(self, i: int) -> int:
-        n = len(self.records)
-        epoch, pos = divmod(i, n)
-        return int(np.random.default_rng([self.cfg.seed, 0, epoch]).permutation(n)[pos])
+        return epoch_permutation_index(self.cfg.seed, len(self.records), i)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         import cv2
 
         rec = self.records[self.record_index(i)]
         rng = np.random.default_rng([self.cfg.seed, 1, i])
-        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise CorrtrackError(f"{rec.path}: cannot read image")
-        img = np.ascontiguousarray(img[..., ::-1])
+        img = read_rgb(rec.path)
         h, w = img.shape[:2]
         m = sample_affine(rng, w, h, self.cfg.warp)
         img2 = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
@@ -200,21 +185,6 @@ class PairDataset(torch.utils.data.Dataset):
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
         return {"img1": to_t(lb.apply(img)), "img2": to_t(lb.apply(img2)), "grid1": torch.from_numpy(g1),
                 "grid2": torch.from_numpy(g2), "valid1": torch.from_numpy(v1), "present2": torch.from_numpy(v2)}
-
-
-class StepSampler(torch.utils.data.Sampler):
-    """Sample indices of this rank for global steps ``start``, ``start + 1``, ... ``end - 1``."""
-
-    def __init__(self, start: int, end: int, batch: int, rank: int = 0, world: int = 1):
-        self.start, self.end, self.batch, self.rank, self.world = start, end, batch, rank, world
-
-    def __iter__(self):
-        for s in range(self.start, self.end):
-            base = (s * self.world + self.rank) * self.batch
-            yield from range(base, base + self.batch)
-
-    def __len__(self) -> int:
-        return (self.end - self.start) * self.batch
 
 
 # -- losses -----------------------------------------------------------------------
@@ -243,7 +213,11 @@ def siamese_loss(net: CorrespondenceNet, batch: dict, sigma: float):
 
 
 def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float):
-    """BCE (mean over pixels) between the refined maps and the targets (paper eq. 5); Siamese frozen."""
+    """BCE (mean over pixels) between the refined maps and the targets (paper eq. 5); Siamese frozen.
+
+    ``sigma`` is ``refine_sigma``. A wider target (2 cells) raises the peaks, which the tracker's
+    eq. 6 reads, but measured 1-3 PCK points less precise on held-out pairs than 1 cell.
+    """
     with torch.no_grad():
         f = net.features(torch.cat([batch["img1"], batch["img2"]]).float().div_(255.0))
         b = batch["img1"].shape[0]
@@ -256,6 +230,17 @@ def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float):
     t = encode_targets(batch["grid2"], batch["present2"], h, w, sigma)
     per_map = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((-1, -2))
     return _masked_mean(per_map, batch["valid1"]), torch.sigmoid(logits.detach()).reshape(b, p * k, h, w), (f1, f2)
+
+
+def init_siamese(net: CorrespondenceNet, path: str | Path) -> None:
+    """Copy the Siamese weights (everything but the refinement) of a saved model into ``net``."""
+    src = CorrespondenceNet.load(path).state_dict()
+    own = net.state_dict()
+    keys = [k for k in own if not k.startswith("refinement.")]
+    bad = [k for k in keys if k not in src or src[k].shape != own[k].shape]
+    if bad:
+        raise CorrtrackError(f"{path}: its Siamese weights do not fit this configuration ({bad[0]})")
+    net.load_state_dict({k: src[k] for k in keys}, strict=False)
 
 
 def map_metrics(maps: torch.Tensor, batch: dict, radius: float = 1.5) -> tuple[float, float, float]:
@@ -308,53 +293,7 @@ def _set_stage(net: CorrespondenceNet, stage: str) -> None:
     net.refinement.train(not train_siamese)
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _config_dict(cfg: CorrTrainConfig) -> dict:
-    d = dataclasses.asdict(cfg)
-    for key in ("out_dir", "device", "workers", "progress", "checkpoint_every", "log_every"):
-        d.pop(key)  # how a run is executed, not what it computes
-    return json.loads(json.dumps(d))
-
-
 METRIC_FIELDS = ("step", "stage", "loss", "pck", "present_max", "truncated_max", "lr", "elapsed_s")
-
-
-def _read_metrics(path: Path, upto: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if int(r["step"]) <= upto]
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    with atomic_open(path, "w") as f:
-        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-
-
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise CorrtrackError("device: cuda requested but no GPU is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None = None) -> Path:
@@ -366,21 +305,12 @@ def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None
     early after that global step, leaving a checkpoint (for tests and for
     splitting a long run).
     """
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _resolve_device(cfg.device, local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    main = rank == 0
+    d = setup_distributed(cfg.device)
+    device, main = d.device, d.main
     out = Path(cfg.out_dir)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.csv"
+    ckpt_path = out / "checkpoint.pt"
+    metrics = MetricsLog(out / "metrics.csv", METRIC_FIELDS)
+    config = config_dict(cfg)
 
     records: list[Record] = []
     for ann, imgs in zip(cfg.annotations, cfg.images):
@@ -390,17 +320,15 @@ def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None
 
     torch.manual_seed(cfg.seed)
     net = CorrespondenceNet(cfg.net).to(device)
-    step, rows, elapsed0 = 0, [], 0.0
-    state = None
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("config") != _config_dict(cfg):
-            raise CorrtrackError(f"{ckpt_path}: was written with another configuration "
-                                 "(use a new output folder, or --no-resume to start over)")
+    step, elapsed0 = 0, 0.0
+    state = load_checkpoint(ckpt_path, device, config) if resume else None
+    if state is not None:
         net.load_state_dict(state["model"])
         step, elapsed0 = int(state["step"]), float(state.get("elapsed_s", 0.0))
-        _set_rng_state(state["rng"])
-        rows = _read_metrics(metrics_path, step)
+        set_rng_state(state["rng"])
+        metrics.load(step)
+    elif cfg.init_from:
+        init_siamese(net, cfg.init_from)
     end = cfg.total_steps if stop_after is None else min(cfg.total_steps, stop_after)
 
     stage = _stage(cfg, min(step, cfg.total_steps - 1))
@@ -409,25 +337,19 @@ def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None
     if state is not None and state.get("stage") == stage and state.get("optimizer") is not None:
         opt.load_state_dict(state["optimizer"])
 
-    def save_checkpoint() -> None:
+    def checkpoint() -> None:
         if not main:
             return
-        obj = {"model": net.state_dict(), "optimizer": opt.state_dict(), "stage": stage, "step": step,
-               "rng": _rng_state(), "config": _config_dict(cfg), "elapsed_s": elapsed0 + time.time() - t0}
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(ckpt_path) as tmp:
-            torch.save(obj, tmp)
-        _write_metrics(metrics_path, rows)
+        save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "stage": stage,
+                                    "step": step, "rng": rng_state(), "config": config,
+                                    "elapsed_s": elapsed0 + time.time() - t0})
+        metrics.write()
 
     ds = PairDataset(records, cfg)
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=cfg.batch_size, sampler=StepSampler(step, end, cfg.batch_size, rank, world),
+        ds, batch_size=cfg.batch_size, sampler=StepSampler(step, end, cfg.batch_size, d.rank, d.world),
         num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False)
-    bar = None
-    if main and cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.total_steps, initial=step, desc="train corr", unit="step", dynamic_ncols=True)
+    bar = progress_bar(main and cfg.progress, cfg.total_steps, step, "train corr")
     t0 = time.time()
     for batch in loader:
         new_stage = _stage(cfg, step)
@@ -440,37 +362,32 @@ def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * factor
         loss_fn = siamese_loss if stage == "siamese" else refinement_loss
-        loss, maps, _ = loss_fn(net, batch, cfg.sigma)
+        loss, maps, _ = loss_fn(net, batch, cfg.sigma if stage == "siamese" else cfg.refine_sigma)
         if not torch.isfinite(loss):
             raise CorrtrackError(f"training diverged at step {step} (loss {float(loss.detach())}); try a lower --lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if world > 1:
-            for p in (p for g in opt.param_groups for p in g["params"]):
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad.div_(world)
+        average_gradients((p for g in opt.param_groups for p in g["params"]), d.world)
         opt.step()
         step += 1
         if main and (step % cfg.log_every == 0 or step == end):
             pck, pmax, tmax = map_metrics(maps, batch)
-            rows.append({"step": step, "stage": stage, "loss": f"{float(loss.detach()):.6g}", "pck": f"{pck:.4f}",
-                         "present_max": f"{pmax:.4f}", "truncated_max": f"{tmax:.4f}",
+            metrics.append({"step": step, "stage": stage, "loss": f"{float(loss.detach()):.6g}",
+                            "pck": f"{pck:.4f}", "present_max": f"{pmax:.4f}", "truncated_max": f"{tmax:.4f}",
                          "lr": f"{opt.param_groups[-1]['lr']:.3g}", "elapsed_s": f"{elapsed0 + time.time() - t0:.1f}"})
             if bar is not None:
                 bar.set_postfix(stage=stage, loss=f"{float(loss.detach()):.4f}", pck=f"{pck:.2f}")
         if bar is not None:
             bar.update(1)
         if step % cfg.checkpoint_every == 0 or step == end:
-            save_checkpoint()
+            checkpoint()
     if bar is not None:
         bar.close()
     final = out / "corrnet.pt"
     if main and step >= cfg.total_steps:
         net.save(final, meta={"steps_siamese": cfg.steps_siamese, "steps_refine": cfg.steps_refine,
-                              "batch_size": cfg.batch_size * world, "seed": cfg.seed,
+                              "batch_size": cfg.batch_size * d.world, "seed": cfg.seed,
                               "train_seconds": round(elapsed0 + time.time() - t0, 1),
                               "data": [str(a) for a in cfg.annotations]})
-    if world > 1:
-        dist.barrier()
+    barrier(d.world)
     return final
