@@ -11,8 +11,9 @@ import typer
 def pose_cmd(
     source: Path = typer.Argument(..., help="An image, a video or a folder of images."),
     out: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder."),
-    model: Optional[str] = typer.Option(None, "--model", help="MoveNet size: lightning (fast) or thunder "
-                                        "(accurate; PoseConfig's default)."),
+    model: Optional[str] = typer.Option(None, "--model", "--pose-model",
+                                        help="MoveNet size: lightning (fast) or thunder (accurate; PoseConfig's "
+                                        "default), or a PoseNet checkpoint from `corrtrack train pose`."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Person detection score threshold "
                                               "(default: DetectorConfig's)."),
     joint_threshold: float = typer.Option(0.3, "--joint-threshold",
@@ -31,10 +32,11 @@ def pose_cmd(
     import dataclasses
 
     from corrtrack.cli._frames import for_each_frame
+    from corrtrack.cli._frames import pose_config as pose_config_for
     from corrtrack.errors import CorrtrackError
     from corrtrack.io.coco import write_coco_results
     from corrtrack.pipeline.detector import Detector, DetectorConfig
-    from corrtrack.pipeline.pose import MODELS, PoseConfig, TopDownPoseEstimator
+    from corrtrack.pipeline.pose import TopDownPoseEstimator
     from corrtrack.structures import FrameInfo
     from corrtrack.viz.draw import draw_poses
 
@@ -43,11 +45,7 @@ def pose_cmd(
         if not 0 <= threshold < 1:
             raise CorrtrackError(f"--threshold must be in [0, 1), got {threshold}")
         det_config = dataclasses.replace(det_config, score_threshold=threshold)
-    pose_config = PoseConfig()
-    if model is not None:
-        if model not in MODELS:
-            raise CorrtrackError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
-        pose_config = dataclasses.replace(pose_config, model=model)
+    pose_config = pose_config_for(model)
     detector = Detector(det_config, device=device)
     estimator = TopDownPoseEstimator(pose_config, device=device)
 
@@ -62,7 +60,7 @@ def pose_cmd(
                                   annotate=annotate)
     json_path = out / f"{src.name}.poses.json"
     people = write_coco_results(json_path, results)
-    typer.echo(f"{len(results)} frames, {people} poses (MoveNet {pose_config.model}) -> {json_path}")
+    typer.echo(f"{len(results)} frames, {people} poses ({pose_config.model}) -> {json_path}")
 
 
 def register(app: typer.Typer) -> None:

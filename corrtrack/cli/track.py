@@ -18,11 +18,6 @@ class Similarity(str, Enum):
     reid = "reid"
 
 
-class PoseModel(str, Enum):
-    thunder = "thunder"
-    lightning = "lightning"
-
-
 def load_ground_truth(gt: Path, names: list[str], start: int, end: int | None):
     """GT sequences for the tracked ``names``: a PoseTrack file, a folder of them matched by name,
     or a synthetic-benchmark folder (its ``posetrack/``)."""
@@ -70,7 +65,8 @@ def register(app: typer.Typer) -> None:
                                        help="Frames an unmatched track waits for its person."),
         joint_threshold: float = typer.Option(0.3, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
-        pose_model: PoseModel = typer.Option(PoseModel.thunder, "--pose-model", help="MoveNet variant."),
+        pose_model: str = typer.Option("thunder", "--pose-model",
+                                       help="thunder, lightning, or a PoseNet file (corrtrack train pose)."),
         eval_gt: Optional[Path] = typer.Option(None, "--eval",
                                                help="Evaluate against this ground truth (PoseTrack file or folder)."),
         workers: int = typer.Option(1, "--workers", min=1, help="Processes for a folder of videos."),
@@ -97,14 +93,14 @@ def register(app: typer.Typer) -> None:
         seqs = discover_inputs(input)
         if eval_gt is not None:  # fail before hours of tracking, not after
             load_ground_truth(eval_gt, [s.name for s in seqs], start, end)
-        from corrtrack.pipeline.pose import PoseConfig
+        from corrtrack.cli._frames import pose_config
 
         tracker = TrackerConfig(
             similarity=similarity.value, threshold=threshold, keep_alive=keep_alive,
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement)
-        config = RunConfig(tracker=tracker, pose=PoseConfig(model=pose_model.value), render=render, start=start,
+        config = RunConfig(tracker=tracker, pose=pose_config(pose_model), render=render, start=start,
                            end=end, device=device, progress=not quiet,
                            corr_weights=str(corr_weights) if corr_weights else None)
         results = track_many(seqs, out_dir, config, workers=workers, skip_complete=not force)

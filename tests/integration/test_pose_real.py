@@ -151,4 +151,4 @@ def test_cli_pose_bad_input_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["pose", str(empty), "-o", str(tmp_path)])
     assert isinstance(res.exception, CorrtrackError) and "empty.mp4" in str(res.exception)
     res = CliRunner().invoke(app, ["pose", str(empty), "--model", "medium"])
-    assert isinstance(res.exception, CorrtrackError) and "--model" in str(res.exception)
+    assert isinstance(res.exception, CorrtrackError) and "medium: not a pose model" in str(res.exception)
