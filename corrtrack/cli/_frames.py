@@ -68,11 +68,11 @@ def pose_config(model: str | None):
     """PoseConfig for ``--pose-model``: a MoveNet name or a PoseNet checkpoint (``corrtrack train pose``)."""
     import dataclasses
 
-    from corrtrack.pipeline.pose import MODELS, PoseConfig
+    from corrtrack.pipeline.pose import AUTO, MODELS, PoseConfig
 
     config = PoseConfig()
     if model is None:
         return config
-    if model not in MODELS and not Path(model).is_file():
-        raise CorrtrackError(f"{model}: not a pose model (one of {', '.join(MODELS)} or a PoseNet .pt file)")
+    if model not in (AUTO, *MODELS) and not Path(model).is_file():
+        raise CorrtrackError(f"{model}: not a pose model (one of {AUTO}, {', '.join(MODELS)} or a PoseNet .pt file)")
     return dataclasses.replace(config, model=model)

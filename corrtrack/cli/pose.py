@@ -12,8 +12,8 @@ def pose_cmd(
     source: Path = typer.Argument(..., help="An image, a video or a folder of images."),
     out: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder."),
     model: Optional[str] = typer.Option(None, "--model", "--pose-model",
-                                        help="MoveNet size: lightning (fast) or thunder (accurate; PoseConfig's "
-                                        "default), or a PoseNet checkpoint from `corrtrack train pose`."),
+                                        help="MoveNet size: auto (default: thunder on GPU, lightning on CPU), lightning "
+                                        "(fast), thunder (accurate), or a PoseNet checkpoint from `corrtrack train pose`."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Person detection score threshold "
                                               "(default: DetectorConfig's)."),
     joint_threshold: float = typer.Option(0.3, "--joint-threshold",
@@ -60,7 +60,8 @@ def pose_cmd(
                                   annotate=annotate)
     json_path = out / f"{src.name}.poses.json"
     people = write_coco_results(json_path, results)
-    typer.echo(f"{len(results)} frames, {people} poses ({pose_config.model}) -> {json_path}")
+    name = getattr(estimator, "variant", pose_config.model)
+    typer.echo(f"{len(results)} frames, {people} poses ({name}) -> {json_path}")
 
 
 def register(app: typer.Typer) -> None:

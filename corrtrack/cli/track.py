@@ -65,8 +65,9 @@ def register(app: typer.Typer) -> None:
                                        help="Frames an unmatched track waits for its person."),
         joint_threshold: float = typer.Option(0.3, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
-        pose_model: str = typer.Option("thunder", "--pose-model",
-                                       help="thunder, lightning, or a PoseNet file (corrtrack train pose)."),
+        pose_model: str = typer.Option("auto", "--pose-model",
+                                       help="auto (thunder on GPU, lightning on CPU), thunder, lightning, "
+                                       "or a PoseNet file (corrtrack train pose)."),
         eval_gt: Optional[Path] = typer.Option(None, "--eval",
                                                help="Evaluate against this ground truth (PoseTrack file or folder)."),
         workers: int = typer.Option(1, "--workers", min=1, help="Processes for a folder of videos."),

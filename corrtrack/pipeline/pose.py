@@ -36,19 +36,21 @@ from corrtrack.layouts import COCO17
 from corrtrack.structures import DETECTED, Poses
 
 MODELS = ("lightning", "thunder")
+AUTO = "auto"  # thunder on a GPU, lightning on a CPU
 
 
 def is_posenet_path(model: str) -> bool:
     """A ``PoseConfig.model`` that names a PoseNet file rather than a MoveNet variant."""
-    return model not in MODELS and (Path(model).suffix != "" or "/" in model or "\\" in model)
+    return model not in MODELS and model != AUTO and (Path(model).suffix != "" or "/" in model or "\\" in model)
 
 
 @dataclass(frozen=True)
 class PoseConfig:
     """How people are cropped and which MoveNet runs.
 
-    model: "thunder", "lightning", or the path of a PoseNet file (``corrtrack train
-        pose`` writes OUT/posenet.pt). "thunder" by default: with ground-truth boxes it scores COCO
+    model: "auto", "thunder", "lightning", or the path of a PoseNet file (``corrtrack train
+        pose`` writes OUT/posenet.pt). "auto" (default) = thunder on a GPU, lightning on a
+        CPU, where speed decides whether tracking is usable. With ground-truth boxes thunder scores COCO
         OKS-AP 74.8 vs 63.0 for lightning (4 images, 14 people) and PoseTrack18
         mAP 56.0 vs 53.9 (benchmarks/bench_pose.py), at ~4× the CPU cost per
         person (single-thread CPU time ~60 vs ~15 ms; on a GPU both are ~3 ms
@@ -58,13 +60,13 @@ class PoseConfig:
     max_batch: crops per forward pass (bounds memory on crowded frames).
     """
 
-    model: str = "thunder"
+    model: str = AUTO
     aspect_ratio: float = 288 / 384
     padding: float = 1.25
     max_batch: int = 64
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS and not is_posenet_path(self.model):
+        if self.model not in MODELS and self.model != AUTO and not is_posenet_path(self.model):
             raise ValueError(f"pose model must be one of {MODELS} or a PoseNet file path, not {self.model!r}")
         if not self.aspect_ratio > 0 or not self.padding > 0 or self.max_batch < 1:
             raise ValueError("aspect_ratio and padding must be > 0 and max_batch >= 1")
@@ -210,7 +212,11 @@ class TopDownPoseEstimator:
         else:
             from corrtrack.models.movenet import load_movenet
 
-            self.model = load_movenet(self.config.model, weights, self.device)
+            variant = self.config.model
+            if variant == AUTO:
+                variant = "thunder" if self.device.type == "cuda" else "lightning"
+            self.variant = variant
+            self.model = load_movenet(variant, weights, self.device)
             self.input_size, self.layout = self.model.input_size, COCO17
             self._crop_config = self.config
         w, h = _wh(self.input_size)
