@@ -28,11 +28,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.pipeline.similarity import propagation_confidence
 from corrtrack.pipeline.tracker import (
     Tracker,
     TrackerConfig,
@@ -234,8 +235,8 @@ def build_parts(config: RunConfig) -> Parts:
 class CorrPropagator:
     """The correspondence network as the tracker's ``Propagator``.
 
-    Features of a frame are computed once and kept for the last ``cache_size``
-    frames (a track kept alive propagates from the frame it was last seen in).
+    Features of a frame are computed once and kept for the ``cache_size`` most recently
+    used frames (a track kept alive propagates from the frame it was last seen in).
     Frame indices key the cache, so call ``reset()`` between sequences.
     """
 
@@ -259,11 +260,13 @@ class CorrPropagator:
     def features(self, index: int, image: np.ndarray):
         from corrtrack.pipeline.propagate import frame_features
 
-        if index not in self._feats:
-            self._feats[index] = frame_features(self.net, image)
-            while len(self._feats) > self.cache_size:
-                del self._feats[min(self._feats)]
-        return self._feats[index]
+        feats = self._feats.pop(index, None)
+        if feats is None:
+            feats = frame_features(self.net, image)
+        self._feats[index] = feats  # least recently used first: merging asks for old frames out of order
+        while len(self._feats) > self.cache_size:
+            del self._feats[next(iter(self._feats))]
+        return feats
 
     def __call__(self, src_index, src_image, dst_index, dst_image, poses):
         from corrtrack.pipeline.propagate import propagate
@@ -448,6 +451,31 @@ def track_sequence(seq: InputSequence, out_dir: str | os.PathLike, config: RunCo
     return result
 
 
+def write_tracked(seq: InputSequence, tracked: Iterable[tuple[FrameInfo, Poses]], out_dir: str | os.PathLike,
+                  config: RunConfig = RunConfig(), parts: Parts | None = None) -> TrackResult:
+    """Finalise and write what some driver already tracked online (``Tracker.step`` per frame).
+
+    The offline half of :func:`track_sequence` (dropping short tracks, merging,
+    joint threshold, writing): for drivers that step several trackers over one
+    decode of the frames, e.g. ``benchmarks/bench_tracking.py``. Merging reads
+    the source again and needs ``parts.correspond``.
+    """
+    out_dir = Path(out_dir)
+    t_start = time.perf_counter()
+    timer = _Timer()
+    spool = _Spool(out_dir / "summary")
+    try:
+        for info, poses in tracked:
+            spool.add(info, poses)
+        spool.close_writing()
+        result = _write_outputs(seq, spool, out_dir, config, parts or Parts(None, None), timer, False)
+    finally:
+        spool.remove()
+    result.seconds = time.perf_counter() - t_start
+    _write_summary(out_dir, result)
+    return result
+
+
 def _track_frames(spool: _Spool) -> dict[int, list[int]]:
     frames_of: dict[int, list[int]] = defaultdict(list)
     for info, poses in spool:
@@ -570,7 +598,8 @@ def _merge(seq: InputSequence, spool: _Spool, config: RunConfig, parts: Parts) -
             images[f] = image
         for s, a in jobs.get(f, ()):
             if (s, f, a) not in done and s in images:
-                done[(s, f, a)] = parts.correspond(s, images[s], f, image, tracklets[a].poses[s])[0]
+                done[(s, f, a)] = propagation_confidence(*parts.correspond(s, images[s], f, image,
+                                                                           tracklets[a].poses[s]))
         images = {k: v for k, v in images.items() if last_use.get(k, -1) > f}
         if f >= max(jobs):
             break

@@ -199,17 +199,52 @@ def keypoint_votes(tracks: Poses, candidates: Poses, joint_thresh: float = 0.1, 
     return hit.sum(-1) / np.maximum(n, 1)[:, None]
 
 
+# The refinement module learns Gaussian maps of peak 1 and sigma 1 cell (paper eq. 3). A Siamese
+# softmax map that puts the same mass on the same place (sum 2*pi*sigma^2 for that Gaussian) peaks at
+# 1/(2*pi), so softmax maps are scaled by 2*pi (and clipped to 1): then eq. 6, its threshold and the
+# propagation confidence mean the same with or without refinement. On the quick synthetic suite,
+# eq. 6 of the right consecutive-frame match has median 0.11 on raw softmax maps (0.69 scaled) and
+# 0.54 on refined maps; the wrong matches' 99th percentile is 0.012 (0.075 scaled) and 0.056.
+SOFTMAX_SCALE = 2 * np.pi
+
+
+def map_scale(corr_maps: Any) -> float:
+    """Factor that puts a propagator's maps on the refined maps' 0..1 scale (1 when refined or unknown)."""
+    return 1.0 if getattr(corr_maps, "refined", True) else SOFTMAX_SCALE
+
+
+def propagation_confidence(moved: Poses, corr_maps: Any) -> Poses:
+    """``moved`` with joint scores (map maxima) on the refined maps' scale; see ``map_scale``."""
+    scale = map_scale(corr_maps)
+    if scale == 1.0 or len(moved) == 0:
+        return moved
+    kp = moved.keypoints.copy()
+    kp[..., 2] = np.minimum(kp[..., 2] * scale, 1.0)
+    return moved.replace(keypoints=kp)
+
+
+def corr_values(corr_maps: Any, candidates: Poses) -> np.ndarray:
+    """(T, C, K): track t's map k at candidate c's joint k, on the refined maps' 0..1 scale."""
+    return np.minimum(corr_maps.values_at(candidates) * map_scale(corr_maps), 1.0)
+
+
 @register_similarity("corr")
 def corr_similarity(tracks: Poses, candidates: Poses, context: FrameContext) -> np.ndarray:
-    """Paper eq. 6: mean refined affinity of the track's joints at the candidate's joints."""
-    if context.corr_maps is None:
+    """Paper eq. 6: mean over the track's propagated joints of its map's value at the candidate's
+    same joint; values below ``corr_joint_conf`` and candidate joints below the joint threshold
+    count 0. Softmax maps (no refinement) are first put on the refined maps' scale (``map_scale``)."""
+    maps = context.corr_maps
+    if maps is None:
         raise ValueError("the corr similarity needs the correspondence maps of the tracks")
-    if len(context.corr_maps) != len(tracks):
-        raise ValueError(f"corr: maps of {len(context.corr_maps)} persons for {len(tracks)} tracks")
-    from corrtrack.pipeline.propagate import correspondence_similarity
-
-    return correspondence_similarity(context.corr_maps, candidates, joint_thresh=context.joint_thresh,
-                                     min_affinity=context.corr_joint_conf)
+    if len(maps) != len(tracks):
+        raise ValueError(f"corr: maps of {len(maps)} persons for {len(tracks)} tracks")
+    t, c = len(tracks), len(candidates)
+    if t == 0 or c == 0:
+        return np.zeros((t, c))
+    vals = corr_values(maps, candidates)
+    vals = np.where(vals >= context.corr_joint_conf, vals, 0.0)
+    vals = vals * (candidates.keypoints[..., 2] > context.joint_thresh)[None] * maps.source_valid[:, None, :]
+    return vals.sum(-1) / np.maximum(maps.source_valid.sum(1), 1)[:, None]
 
 
 def correspondence_votes(corr_maps: Any, candidates: Poses, joint_thresh: float = 0.1,
@@ -220,6 +255,6 @@ def correspondence_votes(corr_maps: Any, candidates: Poses, joint_thresh: float 
     t, c = len(corr_maps), len(candidates)
     if t == 0 or c == 0:
         return np.zeros((t, c))
-    hit = corr_maps.values_at(candidates) >= min_affinity
+    hit = corr_values(corr_maps, candidates) >= min_affinity
     hit &= (candidates.keypoints[..., 2] > joint_thresh)[None] & corr_maps.source_valid[:, None, :]
     return hit.sum(-1) / np.maximum(corr_maps.source_valid.sum(1), 1)[:, None]

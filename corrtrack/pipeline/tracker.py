@@ -39,6 +39,7 @@ from corrtrack.pipeline.similarity import (
     get_similarity,
     keypoint_votes,
     oks_matrix,
+    propagation_confidence,
 )
 from corrtrack.structures import RECOVERED, Poses
 
@@ -259,7 +260,7 @@ class Tracker:
             stage = "correspondence" if cfg.similarity == "corr" else "flow"
             for src, poses in group_poses.items():
                 m, maps = self._timed(stage, mover, src, self._images[src], index, image, poses)
-                moved[src] = (carry_boxes(poses, m), maps)
+                moved[src] = (carry_boxes(poses, propagation_confidence(m, maps)), maps)
 
         if cfg.recovery.enabled and index - 1 in groups:
             candidates = self._recover(index, image, live, groups, group_poses, moved, candidates)
@@ -328,8 +329,8 @@ class Tracker:
                 return already
         else:
             def propagate(p: Poses) -> Poses:
-                return self._timed("correspondence", self.correspond, index - 1, self._images[index - 1],
-                                   index, image, p)[0]
+                return propagation_confidence(*self._timed("correspondence", self.correspond, index - 1,
+                                                           self._images[index - 1], index, image, p))
         def estimate(im: np.ndarray, boxes: np.ndarray) -> Poses:
             return self._timed("pose (recovery)", self.estimate, im, boxes)
 

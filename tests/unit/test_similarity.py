@@ -167,3 +167,25 @@ def test_correspondence_votes_count_joints_above_the_affinity_threshold():
     half.keypoints[0, 9:, :2] += 200
     v = correspondence_votes(_corr_maps(tracks), Poses.concat([tracks, half, people((300, 100))]))
     np.testing.assert_allclose(v, [[1.0, 9 / 17, 0.0]])
+
+
+def test_softmax_maps_are_put_on_the_refined_scale():
+    from dataclasses import replace as dc_replace
+
+    from corrtrack.pipeline.similarity import SOFTMAX_SCALE, correspondence_votes, propagation_confidence
+
+    tracks = people((100, 100))
+    refined = _corr_maps(tracks, peak=0.9)
+    softmax = dc_replace(_corr_maps(tracks, peak=0.1), refined=False)  # a softmax peak is ~1/(2 pi)
+    cands = people((100, 100))
+    s_ref = get_similarity("corr")(tracks, cands, FrameContext(corr_maps=refined))
+    s_soft = get_similarity("corr")(tracks, cands, FrameContext(corr_maps=softmax))
+    assert s_soft[0, 0] == pytest.approx(s_ref[0, 0] * 0.1 * SOFTMAX_SCALE / 0.9, rel=1e-6)
+    # Raw softmax values (~0.1) would fall below the 0.1 affinity floor of eq. 6 and of the votes.
+    assert correspondence_votes(softmax, cands)[0, 0] == 1.0
+    # Scaled values never exceed 1, and move confidences get the same factor.
+    hot = dc_replace(_corr_maps(tracks, peak=0.5), refined=False)
+    assert get_similarity("corr")(tracks, cands, FrameContext(corr_maps=hot))[0, 0] <= 1.0
+    moved = tracks.replace(keypoints=np.concatenate([tracks.keypoints[..., :2], np.full((1, 17, 1), 0.1)], -1))
+    np.testing.assert_allclose(propagation_confidence(moved, softmax).keypoints[..., 2], 0.1 * SOFTMAX_SCALE)
+    assert propagation_confidence(moved, refined) is moved and propagation_confidence(moved, None) is moved

@@ -437,3 +437,40 @@ def test_a_corrupt_frame_is_skipped_and_ids_continue(tmp_path, caplog):
     # The bad frame is written empty, so the frames stay aligned with the source.
     assert len(seq) == 10 and len(seq.poses[4]) == 0
     assert all(p.track_ids.tolist() == [0, 1] for i, p in enumerate(seq.poses) if i != 4)
+
+
+def test_corr_propagator_keeps_features_of_frames_asked_out_of_order(monkeypatch):
+    from corrtrack.pipeline import propagate
+    from corrtrack.pipeline.run import CorrPropagator
+
+    computed = []
+    monkeypatch.setattr(propagate, "frame_features", lambda net, image: computed.append(int(image[0, 0, 0])) or
+                        int(image[0, 0, 0]))
+    prop = CorrPropagator(net=None, cache_size=2)
+    frame = lambda i: np.full((4, 4, 3), i, np.uint8)  # noqa: E731
+    assert [prop.features(i, frame(i)) for i in (5, 6, 0)] == [5, 6, 0]  # merging goes back to frame 0
+    assert prop.features(6, frame(6)) == 6 and computed == [5, 6, 0]  # 6 was kept, 5 (least recent) went
+    prop.features(5, frame(5))
+    assert computed == [5, 6, 0, 5]
+
+
+def test_write_tracked_finalises_like_track_sequence(tmp_path):
+    from corrtrack.io.posetrack import read_posetrack
+    from corrtrack.pipeline.run import RunConfig, discover_inputs, output_path, track_sequence, write_tracked
+
+    world = World({f: {0: (100 + 5 * f, 200), 1: (400, 200 + 2 * f)} | ({2: (500, 100)} if f < 2 else {})
+                   for f in range(8)})
+    [seq] = discover_inputs(_frame_folder(tmp_path, world, 8))
+    cfg = RunConfig(tracker=TrackerConfig(similarity="oks"), progress=False)
+    track_sequence(seq, tmp_path / "a", cfg, _run_parts(world))
+    tracker = Tracker(cfg.tracker, correspond=world.correspond, estimate=world.estimate)
+    online = []
+    for info, image in seq.frames():
+        world.frame = info.index
+        online.append((info, tracker.step(info.index, world.detections(info.index)[0], image)))
+    res = write_tracked(seq, online, tmp_path / "b", cfg)
+    assert res.frames == 8 and res.tracks == 2
+    a, b = (read_posetrack(output_path(tmp_path / d, "posetrack", "frames")) for d in "ab")
+    for pa, pb in zip(a.poses, b.poses):
+        np.testing.assert_allclose(pa.keypoints, pb.keypoints)
+        np.testing.assert_array_equal(pa.track_ids, pb.track_ids)

@@ -1,0 +1,651 @@
+"""The paper's Table 2 (similarities) and its ablation, on the synthetic suite, with our own detections.
+
+    .venv/bin/python benchmarks/bench_tracking.py [--suite all] [--seed 0] [--quick]
+        [--sequences N] [--length N] [--methods corr,oks,...] [--set key=value ...]
+        [--cache-dir out/bench_tracking] [--threads 2] [--no-write]
+
+What it does, all cached under ``--cache-dir`` so that a second run (or one
+after an interruption) only does what is missing:
+
+1. the suite: ``corrtrack data synth --preset SUITE --seed SEED`` (``--quick``:
+   2 sequences per preset of 100 frames), made once per (preset, seed, size);
+2. detections: NanoDet + MoveNet thunder (``--pose-model``) run once per
+   sequence; the per-frame poses go to ``detections/<seq>.npz``;
+3. every method tracks those same poses (the paper's protocol for Table 2:
+   "the same detected poses"); all methods step through one decode of each
+   video together. Networks run through caches shared by the methods and kept
+   on disk: the correspondence network's answers per (source frame,
+   destination frame, source pose) - the propagated joints and the maps' values
+   at every detection of the destination frame, keyed by the weights' sha256,
+   so a retrained model is picked up by re-running this script -, the pose
+   re-estimates of recovery and the re-ID embeddings per (frame, box);
+4. the tracked poses are finalised and written by the pipeline's own code
+   (``corrtrack.pipeline.run.write_tracked``: short tracks dropped, merging,
+   joint threshold 0.3) to ``runs/<method>-<hash>/posetrack/<seq>.json``;
+5. ``corrtrack.eval``: MOTA, ID switches (summed over the 15 joints), mAP,
+   IDF1 and keypoint HOTA / AssA; one table per preset and the total, printed,
+   and written between ``<!-- tracking:start -->`` and ``<!-- tracking:end -->``
+   in BENCHMARKS.md (unless ``--no-write``).
+
+Methods (recovery and merging off unless named; the TrackerConfig defaults
+otherwise): Table 2 - ``corr``, ``oks``, ``iou``, ``flow`` (DIS optical flow
+moving the track's joints, then OKS), ``reid`` (ImageNet MobileNetV2 crop
+embeddings); ablation - ``corr-noref`` (Siamese softmax maps instead of the
+refined ones), ``corr-nodup`` (no duplicate removal), ``corr+rec`` (recovery of
+missed people, paper 5.1), ``corr+merge`` and ``corr+rec+merge`` (eq. 8).
+
+``--set key=value`` changes a TrackerConfig field for every method (dotted
+for nested configs: ``--set recovery.min_pose_score=0.3``), for tuning.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import pickle
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the machine is shared: no spinning threads
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MARK_START, MARK_END = "<!-- tracking:start -->", "<!-- tracking:end -->"
+PRESETS = ("walk", "crossing", "crowd", "reentry")
+TABLE2 = ("corr", "oks", "iou", "flow", "reid")
+ABLATION = ("corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
+ALL_METHODS = TABLE2 + ABLATION
+COLUMNS = ("MOTA", "IDSW", "mAP", "IDF1", "HOTA", "AssA", "Prec", "Rec")
+
+
+# -- methods ----------------------------------------------------------------------------
+
+def method_config(name: str, sets: dict[str, object]):
+    """The TrackerConfig of a method name (see the module doc), with ``--set`` overrides."""
+    from corrtrack.pipeline.tracker import RecoveryConfig, TrackerConfig
+
+    sim = name.split("-")[0].split("+")[0]
+    cfg = TrackerConfig(similarity=sim, recovery=RecoveryConfig(enabled=False))
+    cfg = apply_sets(cfg, sets)
+    if name.endswith("-noref"):
+        cfg = replace(cfg, use_refinement=False)
+    if name.endswith("-nodup"):
+        cfg = replace(cfg, duplicate_removal=False)
+    if "+rec" in name:
+        cfg = replace(cfg, recovery=replace(cfg.recovery, enabled=True))
+    if name.endswith("+merge"):
+        cfg = replace(cfg, merge=True)
+    return cfg
+
+
+def apply_sets(cfg, sets: dict[str, object]):
+    for key, value in sets.items():
+        head, _, rest = key.partition(".")
+        if not any(f.name == head for f in dataclasses.fields(cfg)):
+            raise SystemExit(f"--set {key}: {type(cfg).__name__} has no field {head!r}")
+        if rest:
+            cfg = replace(cfg, **{head: apply_sets(getattr(cfg, head), {rest: value})})
+        else:
+            cfg = replace(cfg, **{head: value})
+    return cfg
+
+
+def parse_sets(items: list[str]) -> dict[str, object]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item}: expected key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+# -- the suite and its detections -------------------------------------------------------
+
+def ensure_suite(cache: Path, suite: str, seed: int, sequences: int | None, length: int | None) -> Path:
+    """The synthetic suite for (preset, seed, size), generated on first use."""
+    from corrtrack.synth.suite import generate_suite
+
+    name = f"suite_{suite}_s{seed}" + (f"_n{sequences}" if sequences else "") + (f"_l{length}" if length else "")
+    out = cache / name
+    if (out / "suite.json").is_file():
+        return out
+    part = cache / (name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    overrides = {k: v for k, v in (("num_sequences", sequences), ("num_frames", length)) if v}
+    t0 = time.perf_counter()
+    generate_suite(part, suite, seed=seed, overrides=overrides, progress=sys.stderr.isatty())
+    part.rename(out)
+    print(f"generated {out} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+POSE_MODEL = "thunder"  # set from --pose-model in main()
+
+
+def pose_config():
+    from corrtrack.pipeline.pose import PoseConfig
+
+    return PoseConfig(model=POSE_MODEL)
+
+
+def detection_tag() -> str:
+    from corrtrack.pipeline.detector import DetectorConfig
+
+    return hashlib.sha1(f"{DetectorConfig()!r}|{pose_config()!r}".encode()).hexdigest()[:10]
+
+
+def load_detections(suite_dir: Path, name: str, video: Path, models: dict, progress: bool) -> list:
+    """Per-frame detected poses of one sequence (NanoDet + MoveNet thunder), computed once."""
+    from tqdm import tqdm
+
+    from corrtrack.io.atomic import atomic_path
+    from corrtrack.io.video import open_source
+    from corrtrack.structures import Poses
+
+    path = suite_dir / "detections" / f"{name}.npz"
+    tag = detection_tag()
+    if path.is_file():
+        z = np.load(path)
+        if str(z["tag"]) == tag:
+            out, start = [], 0
+            for n in z["counts"]:
+                sl = slice(start, start + int(n))
+                out.append(Poses(z["keypoints"][sl].astype(np.float64), "coco17", z["boxes"][sl].astype(np.float64),
+                                 z["scores"][sl].astype(np.float64)))
+                start += int(n)
+            return out
+    if "detect" not in models:
+        from corrtrack.pipeline.detector import Detector
+        from corrtrack.pipeline.pose import TopDownPoseEstimator
+
+        models["detect"], models["estimate"] = Detector(), TopDownPoseEstimator(pose_config())
+    out = []
+    with open_source(video) as src:
+        for fr in tqdm(src, total=src.expected_frames, desc=f"detect {name}", disable=not progress, leave=False):
+            out.append(models["estimate"](fr.image, models["detect"](fr.image)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, tag=tag, counts=np.array([len(p) for p in out]),
+                                keypoints=np.concatenate([p.keypoints for p in out]).astype(np.float32),
+                                boxes=np.concatenate([p.boxes for p in out]).astype(np.float32),
+                                scores=np.concatenate([p.scores for p in out]).astype(np.float32))
+    return load_detections(suite_dir, name, video, models, progress)  # exactly what a cached run sees
+
+
+# -- networks behind caches shared by the methods -----------------------------------------
+
+def _pose_key(poses, i: int, joint_thresh: float) -> bytes:
+    kp = poses.keypoints[i]
+    valid = kp[:, 2] > joint_thresh
+    return np.where(valid[:, None], kp[:, :2], 0.0).tobytes() + valid.tobytes()
+
+
+class _CachedMaps:
+    """Stands in for ``CorrMaps``: values at the destination frame's detections come from the
+    cache; other poses (recovered ones) make it compute the real maps once."""
+
+    def __init__(self, values: list[dict[bytes, np.ndarray]], source_valid: np.ndarray, compute, num_joints: int,
+                 joint_thresh: float):
+        self._values, self.source_valid, self._compute = values, source_valid, compute
+        self._k, self._jt = num_joints, joint_thresh
+        self._real = None
+        self.refined = None
+
+    def __len__(self) -> int:
+        return len(self.source_valid)
+
+    def values_at(self, poses) -> np.ndarray:
+        n, m = len(self), len(poses)
+        out = np.zeros((n, m, self._k))
+        keys = [poses.keypoints[j].tobytes() for j in range(m)]
+        missing = [j for j, key in enumerate(keys) if key not in self._values[0]] if n else []
+        for j, key in enumerate(keys):
+            if j not in missing:
+                for i in range(n):
+                    out[i, j] = self._values[i][key]
+        if missing:
+            if self._real is None:
+                self._real = self._compute()
+            out[:, missing] = self._real.values_at(poses[np.asarray(missing)])
+            for i in range(n):  # remembered with the entry (the dicts are the store's)
+                for j in missing:
+                    self._values[i][keys[j]] = out[i, j]
+        return out
+
+
+class CorrStore:
+    """The correspondence network as the tracker's ``Propagator``, remembering its answers.
+
+    For each (source frame, destination frame, source pose) it keeps the
+    propagated joints and the maps' values at every detection of the
+    destination frame (``values_at``), which is all the tracker and merging read
+    when the candidates are detections. Features are computed only on a miss.
+    """
+
+    def __init__(self, propagator, refined: bool, detections: list, path: Path):
+        self.prop = propagator  # corrtrack.pipeline.run.CorrPropagator: the net and its per-frame features
+        self.refined = refined
+        self.dets = detections
+        self.path = path
+        self.entries: dict[tuple, tuple[np.ndarray, dict[bytes, np.ndarray]]] = {}
+        if path.is_file():
+            with open(path, "rb") as f:
+                self.entries = pickle.load(f)
+        self.computed = 0
+
+    def reset(self) -> None:  # run.py's merging calls it; the cache is keyed by frame and pose, so keep it
+        pass
+
+    def __call__(self, src_index, src_image, dst_index, dst_image, poses):
+        from corrtrack.structures import RECOVERED, Poses
+
+        jt = self.prop.joint_thresh
+        keys = [(src_index, dst_index, _pose_key(poses, i, jt)) for i in range(len(poses))]
+        todo = [i for i, k in enumerate(keys) if k not in self.entries]
+        dst_dets = self.dets[dst_index] if 0 <= dst_index < len(self.dets) else None
+
+        def real(rows=None):
+            from corrtrack.pipeline.propagate import propagate
+
+            sub = poses if rows is None else poses[np.asarray(rows, np.int64)]
+            fa, fb = self.prop.features(src_index, src_image), self.prop.features(dst_index, dst_image)
+            return propagate(self.prop.net, None, None, sub, fa, fb, use_refinement=self.refined, joint_thresh=jt)
+
+        if todo:
+            moved, maps = real(todo)
+            self.computed += len(todo)
+            if dst_dets is not None and len(dst_dets):
+                vals = maps.values_at(dst_dets)  # (T, C, K)
+                det_keys = [dst_dets.keypoints[j].tobytes() for j in range(len(dst_dets))]
+            else:
+                vals, det_keys = np.zeros((len(todo), 0, poses.layout.num_joints)), []
+            for t, i in enumerate(todo):
+                self.entries[keys[i]] = (moved.keypoints[t].astype(np.float64),
+                                         {dk: vals[t, c] for c, dk in enumerate(det_keys)})
+        kp = np.stack([self.entries[k][0] for k in keys]) if keys else np.zeros((0, poses.layout.num_joints, 3))
+        moved = Poses(kp, poses.layout, track_ids=poses.track_ids.copy(), origin=np.full(len(poses), RECOVERED, np.int8))
+        valid = poses.keypoints[..., 2] > jt
+        maps = _CachedMaps([self.entries[k][1] for k in keys], valid, lambda: real()[1],
+                           poses.layout.num_joints, jt)
+        maps.refined = self.refined
+        return moved, maps
+
+    def save(self) -> None:
+        from corrtrack.io.atomic import atomic_open
+
+        # Values at recovered poses are added to loaded entries too, so always write.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(self.path, "wb") as f:
+            pickle.dump(self.entries, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class RowCache:
+    """``fn(image, boxes)`` (pose estimator, embedder) remembered per (frame, box); set ``frame`` first."""
+
+    def __init__(self, fn, path: Path):
+        self.fn, self.path, self.frame = fn, path, -1
+        self.rows: dict[tuple[int, bytes], object] = {}
+        if path.is_file():
+            with open(path, "rb") as f:
+                self.rows = pickle.load(f)
+        self._loaded = len(self.rows)
+
+    def __call__(self, image, boxes):
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        keys = [(self.frame, b.tobytes()) for b in boxes]
+        todo = [i for i, k in enumerate(keys) if k not in self.rows]
+        if todo:
+            got = self.fn()(image, boxes[todo])
+            for t, i in enumerate(todo):
+                self.rows[keys[i]] = got[t] if not isinstance(got, np.ndarray) else got[t].copy()
+        items = [self.rows[k] for k in keys]
+        if items and not isinstance(items[0], np.ndarray):
+            from corrtrack.structures import Poses
+
+            return Poses.concat(items)
+        return np.stack(items) if items else np.zeros((0, 1280), np.float32)
+
+    def save(self) -> None:
+        from corrtrack.io.atomic import atomic_open
+
+        if len(self.rows) == self._loaded:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(self.path, "wb") as f:
+            pickle.dump(self.rows, f, protocol=pickle.HIGHEST_PROTOCOL)
+        self._loaded = len(self.rows)
+
+
+class Models:
+    """The networks, each loaded on first use."""
+
+    def __init__(self, weights: Path):
+        self.weights = weights
+        self.weights_tag = _file_sha(weights)[:12]
+        self._m: dict = {}
+
+    def corr(self):
+        """One propagator (net + feature cache) serves refined and softmax maps alike."""
+        from corrtrack.pipeline.run import CorrPropagator
+
+        if "corr" not in self._m:
+            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", cache_size=16)
+        return self._m["corr"]
+
+    def estimator(self):
+        if "estimate" not in self._m:
+            from corrtrack.pipeline.pose import TopDownPoseEstimator
+
+            self._m["estimate"] = TopDownPoseEstimator(pose_config())
+        return self._m["estimate"]
+
+    def embedder(self):
+        if "embed" not in self._m:
+            from corrtrack.pipeline.run import CropEmbedder
+
+            self._m["embed"] = CropEmbedder("cpu")
+        return self._m["embed"]
+
+
+# -- tracking ---------------------------------------------------------------------------
+
+def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
+    uses_corr = cfg.similarity == "corr" or cfg.recovery.enabled or cfg.merge
+    tag = f"{cfg!r}|{detection_tag()}|{models.weights_tag if uses_corr else ''}"
+    return suite_dir / "runs" / f"{name}-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"
+
+
+def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, progress: bool) -> dict[str, Path]:
+    """Track every sequence with every method (what is not on disk yet); method -> its run folder."""
+    from tqdm import tqdm
+
+    from corrtrack.pipeline.run import InputSequence, Parts, RunConfig, output_path, write_tracked
+    from corrtrack.pipeline.tracker import Tracker
+
+    dirs = {m: run_dir(suite_dir, m, cfg, models) for m, cfg in methods.items()}
+    names = sorted(p.stem for p in (suite_dir / "posetrack").glob("*.json"))
+    det_models: dict = {}
+    cache = suite_dir / "cache"
+    for name in tqdm(names, desc="sequences", disable=not progress):
+        todo = {m: cfg for m, cfg in methods.items() if not output_path(dirs[m], "posetrack", name).is_file()}
+        if not todo:
+            continue
+        video = suite_dir / "videos" / f"{name}.mp4"
+        dets = load_detections(suite_dir, name, video, det_models, progress)
+        online: dict[object, list[str]] = {}  # merging is offline: methods differing only by it share a run
+        for m, cfg in todo.items():
+            online.setdefault(replace(cfg, merge=False), []).append(m)
+        stores: dict[bool, CorrStore] = {}
+
+        def store(refined: bool) -> CorrStore:
+            if refined not in stores:
+                stores[refined] = CorrStore(models.corr(), refined, dets,
+                                            cache / models.weights_tag / f"{name}.{'refined' if refined else 'softmax'}.pkl")
+            return stores[refined]
+
+        if any(cfg.similarity == "corr" or cfg.recovery.enabled or cfg.merge for cfg in todo.values()):
+            models.corr().reset()  # its features are keyed by frame index
+        est = RowCache(models.estimator, cache / f"{name}.recovery.{detection_tag()}.pkl")
+        emb = RowCache(models.embedder, cache / f"{name}.reid.pkl")
+        trackers = {}
+        for cfg in online:
+            needs = cfg.similarity == "corr" or cfg.recovery.enabled
+            trackers[cfg] = Tracker(cfg, correspond=store(cfg.use_refinement) if needs else None,
+                                    estimate=est if cfg.recovery.enabled else None,
+                                    embed=emb if cfg.similarity == "reid" else None)
+        seq = InputSequence(name, video, "video")
+        tracked = {cfg: [] for cfg in online}
+        t0 = time.perf_counter()
+        for info, image in tqdm(seq.frames(), total=len(dets), desc=name, disable=not progress, leave=False):
+            est.frame = emb.frame = info.index
+            for cfg, tr in trackers.items():
+                tracked[cfg].append((info, tr.step(info.index, dets[info.index], image)))
+        for cfg, ms in online.items():
+            for m in ms:
+                write_tracked(seq, tracked[cfg], dirs[m], RunConfig(tracker=todo[m], progress=False),
+                              Parts(None, est, correspond=store(todo[m].use_refinement) if todo[m].merge else None))
+        for s in stores.values():
+            s.save()
+        est.save()
+        emb.save()
+        computed = {("refined" if r else "softmax"): s.computed for r, s in stores.items()}
+        print(f"{name}: {', '.join(todo)} in {time.perf_counter() - t0:.0f} s "
+              f"(propagations computed {computed})", flush=True)
+    return dirs
+
+
+# -- evaluation -------------------------------------------------------------------------
+
+def preset_of(name: str) -> str:
+    return name.rsplit("_", 1)[-1]
+
+
+def score(suite_dir: Path, dirs: dict[str, Path], progress: bool) -> tuple[dict[str, dict[str, dict]], dict]:
+    """group (presets + total) -> method -> metrics."""
+    from tqdm import tqdm
+
+    from corrtrack.eval import JOINTS, evaluate
+    from corrtrack.io.posetrack import read_posetrack
+    from corrtrack.pipeline.run import output_path
+
+    try:
+        from corrtrack.eval import combine_id_metrics, evaluate_id_metrics
+    except ImportError:  # the identity metrics are optional
+        combine_id_metrics = evaluate_id_metrics = None
+    names = sorted(p.stem for p in (suite_dir / "posetrack").glob("*.json"))
+    gts = [read_posetrack(suite_dir / "posetrack" / f"{n}.json") for n in names]
+    presets = [p for p in PRESETS if any(preset_of(n) == p for n in names)]
+    groups = {p: [i for i, n in enumerate(names) if preset_of(n) == p] for p in presets}
+    groups["total"] = list(range(len(names)))
+    results: dict[str, dict[str, dict]] = {g: {} for g in groups}
+    for m, d in tqdm(dirs.items(), desc="evaluating", disable=not progress):
+        preds = [read_posetrack(output_path(d, "posetrack", n)) for n in names]
+        per = evaluate(gts, preds, per_sequence=True).per_sequence
+        idm = [evaluate_id_metrics([g], [p]) for g, p in zip(gts, preds)] if evaluate_id_metrics else None
+        for g, idx in groups.items():
+            c = {k: np.array([sum(per[names[i]]["mot"].counts[k][j] for i in idx if names[i] in per) for j in JOINTS],
+                             float)
+                 for k in ("num_switches", "num_misses", "num_false_positives", "num_objects", "num_detections")}
+            with np.errstate(divide="ignore", invalid="ignore"):
+                obj = np.where(c["num_objects"] > 0, c["num_objects"], np.nan)
+                mota = 100 * (1 - (c["num_misses"] + c["num_switches"] + c["num_false_positives"]) / obj)
+                prec = 100 * c["num_detections"] / (c["num_detections"] + c["num_false_positives"])
+                rec = 100 * c["num_detections"] / obj
+            r = {"MOTA": float(np.nanmean(mota)), "IDSW": int(c["num_switches"].sum()),
+                 "mAP": evaluate([gts[i] for i in idx], [preds[i] for i in idx], tracking=False).ap.mAP,
+                 "Prec": float(np.nanmean(prec)), "Rec": float(np.nanmean(rec))}
+            if idm is not None:
+                comb = combine_id_metrics([idm[i] for i in idx])
+                r.update(IDF1=comb.id.IDF1, HOTA=comb.hota.HOTA, AssA=comb.hota.AssA)
+            results[g][m] = r
+    info = {"sequences": len(names), "frames": sum(len(g.frames) for g in gts),
+            "gt_poses": sum(len(p) for g in gts for p in g.poses),
+            "per_group": {g: len(idx) for g, idx in groups.items()}, "idmetrics": evaluate_id_metrics is not None}
+    return results, info
+
+
+def fmt(col: str, v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    return str(int(v)) if col == "IDSW" else f"{v:.1f}"
+
+
+def table_md(rows: dict[str, dict], cols) -> str:
+    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for m, r in rows.items():
+        lines.append(f"| {m} | " + " | ".join(fmt(c, r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def print_table(title: str, rows: dict[str, dict], cols) -> None:
+    print(f"\n{title}")
+    w = max(len(m) for m in rows) + 2
+    print("method".ljust(w) + "".join(c.rjust(8) for c in cols))
+    for m, r in rows.items():
+        print(m.ljust(w) + "".join(fmt(c, r.get(c)).rjust(8) for c in cols))
+
+
+def write_section(md: Path, body: str) -> None:
+    """Replace only the text between this benchmark's markers (re-read right before writing)."""
+    from corrtrack.io.atomic import atomic_open
+
+    text = md.read_text(encoding="utf-8") if md.exists() else "# Benchmarks\n"
+    block = f"{MARK_START}\n{body.strip()}\n{MARK_END}"
+    pat = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.S)
+    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    with atomic_open(md, "w", encoding="utf-8") as f:
+        f.write(text.rstrip() + "\n")
+
+
+def environment(models: Models, load: tuple[float, float]) -> str:
+    import importlib.metadata as md
+
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or "?"
+    except OSError:
+        commit = "?"
+    vers = ", ".join(f"{p} {md.version(p)}" for p in ("numpy", "opencv-python-headless", "motmetrics")
+                     if _has(p))
+    return (f"Date {datetime.date.today().isoformat()}; corrtrack at git {commit} (+ working tree); machine "
+            f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} CPU with "
+            f"{torch.get_num_threads()} threads, Python {platform.python_version()}, {vers}; 1-minute load "
+            f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end (shared machine). Correspondence "
+            f"weights `{_rel(models.weights)}` sha256 {models.weights_tag}….")
+
+
+def _has(pkg: str) -> bool:
+    import importlib.metadata as md
+
+    try:
+        md.version(pkg)
+        return True
+    except md.PackageNotFoundError:
+        return False
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(Path(p).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def section(results, info, args, models: Models, load, sets) -> str:
+    cmd = " ".join(["python benchmarks/bench_tracking.py", *sys.argv[1:]])
+    cols = [c for c in COLUMNS if info["idmetrics"] or c not in ("IDF1", "HOTA", "AssA")]
+    lines = [
+        "## Tracking on the synthetic suite: the paper's Table 2 and ablation",
+        "",
+        f"* Command: `{cmd}`" + (f" (TrackerConfig changes: {sets})" if sets else "") + ".",
+        f"* {environment(models, load)}",
+        f"* Suite: `corrtrack data synth --preset {args.suite} --seed {args.seed}"
+        + (f" --sequences {args.sequences}" if args.sequences else "")
+        + (f" --length {args.length}" if args.length else "")
+        + f"`: {info['sequences']} sequences, {info['frames']} frames, {info['gt_poses']} GT poses.",
+        f"* Input to every method: the same per-frame poses from our NanoDet detector + MoveNet {args.pose_model} "
+        "(`--pose-model`; also re-estimates recovered people), computed once. Recovery and merging only where "
+        "named.",
+        "* MOTA / IDSW / mAP / Prec / Rec: `corrtrack eval` (poseval's definitions; IDSW summed over the 15 "
+        "joints)" + ("; IDF1 and keypoint HOTA / AssA: `corrtrack.eval.idmetrics`" if info["idmetrics"] else "")
+        + ". All in %.",
+        "* Methods: Table 2 = `corr` (eq. 6), `oks`, `iou`, `flow` (DIS optical flow + OKS), `reid` (ImageNet "
+        "MobileNetV2 crop embeddings); ablation = `corr-noref` (Siamese softmax maps, no refinement), "
+        "`corr-nodup` (no duplicate removal), `corr+rec` (recovery of missed people), `+merge` (eq. 8).",
+    ]
+    if args.notes:
+        lines.append("")
+        lines += [f"{n}" for n in args.notes]
+    for g, rows in results.items():
+        n = info["per_group"][g]
+        lines += ["", f"**{g}** ({n} sequences)", "", table_md(rows, cols)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default="all", choices=("all",) + PRESETS)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic suite")
+    ap.add_argument("--quick", action="store_true", help="2 sequences per preset of 100 frames")
+    ap.add_argument("--sequences", type=int, default=None, help="sequences per preset (preset default: 8)")
+    ap.add_argument("--length", type=int, default=None, help="frames per sequence (preset default: 150/200)")
+    ap.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma-separated subset of {ALL_METHODS}")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="TrackerConfig field for every method (dotted for nested configs)")
+    ap.add_argument("--pose-model", default="thunder",
+                    help="PoseConfig.model for detections and recovery (default thunder: the better MoveNet; "
+                         "the pipeline's CPU default 'auto' means lightning)")
+    ap.add_argument("--weights", type=Path, default=None, help="correspondence weights (default: the shipped ones)")
+    ap.add_argument("--cache-dir", type=Path, default=ROOT / "out" / "bench_tracking")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--note", dest="notes", action="append", default=[], help="a line for the written section")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--no-write", action="store_true", help="only print; leave BENCHMARKS.md alone")
+    args = ap.parse_args()
+    if args.quick:
+        args.sequences, args.length = args.sequences or 2, args.length or 100
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    global POSE_MODEL
+    POSE_MODEL = args.pose_model
+    from corrtrack.models.corrnet import DEFAULT_WEIGHTS
+
+    progress = sys.stderr.isatty()
+    sets = parse_sets(args.sets)
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in names if m not in ALL_METHODS]
+    if bad:
+        raise SystemExit(f"unknown methods {bad}; known: {ALL_METHODS}")
+    methods = {m: method_config(m, sets) for m in names}
+    models = Models(args.weights or DEFAULT_WEIGHTS)
+    load0 = os.getloadavg()[0]
+    suite_dir = ensure_suite(args.cache_dir, args.suite, args.seed, args.sequences, args.length)
+    t0 = time.perf_counter()
+    dirs = track_suite(suite_dir, methods, models, progress)
+    print(f"tracked in {time.perf_counter() - t0:.0f} s", flush=True)
+    results, info = score(suite_dir, dirs, progress)
+    load = (load0, os.getloadavg()[0])
+    cols = [c for c in COLUMNS if info["idmetrics"] or c not in ("IDF1", "HOTA", "AssA")]
+    for g, rows in results.items():
+        print_table(f"{g} ({info['per_group'][g]} sequences)", rows, cols)
+    if args.json:
+        from corrtrack.io.atomic import write_json
+
+        write_json(args.json, {"results": results, "info": info, "sets": sets,
+                               "runs": {m: str(d) for m, d in dirs.items()}}, indent=1)
+    if not args.no_write:
+        write_section(ROOT / "BENCHMARKS.md", section(results, info, args, models, load, sets))
+        print(f"wrote the tracking section of {ROOT / 'BENCHMARKS.md'}")
+
+
+if __name__ == "__main__":
+    main()
