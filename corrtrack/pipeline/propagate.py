@@ -110,18 +110,22 @@ def propagate(net, frame_a: np.ndarray | None, frame_b: np.ndarray | None, poses
 
 
 def correspondence_similarity(maps: CorrMaps, candidates: Poses, joint_thresh: float = 0.1,
-                              min_affinity: float = 0.1) -> np.ndarray:
+                              min_affinity: float = 0.1, scale: float = 1.0) -> np.ndarray:
     """Paper eq. 6: (T, C) similarity of the T source persons of ``maps`` to ``candidates``.
 
     For track t and candidate c: the mean over the track's propagated joints
     (source score > the tracker's joint threshold when it called ``propagate``)
     of the value of the track's map k at the candidate's joint k; values below
     ``min_affinity`` and candidate joints with score <= ``joint_thresh`` count 0.
+    ``scale`` multiplies the map values first (clipped to 1), e.g. to put softmax
+    maps on the refined maps' scale.
     """
     t, c = len(maps), len(candidates)
     if t == 0 or c == 0:
         return np.zeros((t, c))
     vals = maps.values_at(candidates)  # (T, C, K)
+    if scale != 1.0:
+        vals = np.minimum(vals * scale, 1.0)
     vals = np.where(vals >= min_affinity, vals, 0.0)
     vals = vals * (candidates.keypoints[..., 2] > joint_thresh)[None] * maps.source_valid[:, None, :]
     n_joints = maps.source_valid.sum(1)

@@ -238,13 +238,10 @@ def corr_similarity(tracks: Poses, candidates: Poses, context: FrameContext) -> 
         raise ValueError("the corr similarity needs the correspondence maps of the tracks")
     if len(maps) != len(tracks):
         raise ValueError(f"corr: maps of {len(maps)} persons for {len(tracks)} tracks")
-    t, c = len(tracks), len(candidates)
-    if t == 0 or c == 0:
-        return np.zeros((t, c))
-    vals = corr_values(maps, candidates)
-    vals = np.where(vals >= context.corr_joint_conf, vals, 0.0)
-    vals = vals * (candidates.keypoints[..., 2] > context.joint_thresh)[None] * maps.source_valid[:, None, :]
-    return vals.sum(-1) / np.maximum(maps.source_valid.sum(1), 1)[:, None]
+    from corrtrack.pipeline.propagate import correspondence_similarity
+
+    return correspondence_similarity(maps, candidates, joint_thresh=context.joint_thresh,
+                                     min_affinity=context.corr_joint_conf, scale=map_scale(maps))
 
 
 def correspondence_votes(corr_maps: Any, candidates: Poses, joint_thresh: float = 0.1,
