@@ -580,12 +580,11 @@ def section(results, info, args, models: Models, load, sets) -> str:
         "MobileNetV2 crop embeddings); ablation = `corr-noref` (Siamese softmax maps, no refinement), "
         "`corr-nodup` (no duplicate removal), `corr+rec` (recovery of missed people), `+merge` (eq. 8).",
     ]
-    if args.notes:
-        lines.append("")
-        lines += [f"{n}" for n in args.notes]
     for g, rows in results.items():
         n = info["per_group"][g]
         lines += ["", f"**{g}** ({n} sequences)", "", table_md(rows, cols)]
+    if args.notes:
+        lines += ["", args.notes.read_text(encoding="utf-8").strip()]
     return "\n".join(lines)
 
 
@@ -605,7 +604,8 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=None, help="correspondence weights (default: the shipped ones)")
     ap.add_argument("--cache-dir", type=Path, default=ROOT / "out" / "bench_tracking")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--note", dest="notes", action="append", default=[], help="a line for the written section")
+    ap.add_argument("--notes", type=Path, default=None,
+                    help="markdown file appended to the written section (what the numbers mean)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--no-write", action="store_true", help="only print; leave BENCHMARKS.md alone")
     args = ap.parse_args()
