@@ -354,7 +354,9 @@ class Models:
         from corrtrack.pipeline.run import CorrPropagator
 
         if "corr" not in self._m:
-            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", cache_size=16)
+            from corrtrack.pipeline.tracker import TrackerConfig
+
+            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", cache_size=TrackerConfig().keep_alive + 2)
         return self._m["corr"]
 
     def estimator(self):

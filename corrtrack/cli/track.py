@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.pipeline.tracker import TrackerConfig  # numpy only: cheap to import for the defaults
 
 
 class Similarity(str, Enum):
@@ -61,9 +62,9 @@ def register(app: typer.Typer) -> None:
         render: bool = typer.Option(False, "--render", help="Also write an MP4 with skeletons and ids."),
         start: int = typer.Option(0, "--start", min=0, help="First frame (index in the source)."),
         end: Optional[int] = typer.Option(None, "--end", min=1, help="Stop before this frame."),
-        keep_alive: int = typer.Option(10, "--keep-alive", min=0,
+        keep_alive: int = typer.Option(TrackerConfig.keep_alive, "--keep-alive", min=0,
                                        help="Frames an unmatched track waits for its person."),
-        joint_threshold: float = typer.Option(0.3, "--joint-threshold", min=0.0, max=1.0,
+        joint_threshold: float = typer.Option(TrackerConfig.output_joint_thresh, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
         pose_model: str = typer.Option("auto", "--pose-model",
                                        help="auto (thunder on GPU, lightning on CPU), thunder, lightning, "
@@ -86,7 +87,7 @@ def register(app: typer.Typer) -> None:
         from dataclasses import replace
 
         from corrtrack.pipeline.run import RunConfig, discover_inputs, format_timings, track_many
-        from corrtrack.pipeline.tracker import RecoveryConfig, TrackerConfig
+        from corrtrack.pipeline.tracker import RecoveryConfig
 
         logging.basicConfig(level=logging.WARNING, format="corrtrack: warning: %(message)s")
         if end is not None and end <= start:
