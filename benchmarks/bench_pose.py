@@ -9,10 +9,14 @@ present). Side by side, when available: the same converted model exported to
 ONNX and run by onnxruntime with 2 threads (the original graph cannot be
 loaded by onnxruntime without TensorFlow, see METHOD.md), and one inference of
 the original TF.js graph in node (pure-JS tfjs, the parity reference).
-Contenders are timed interleaved, so load from other processes hits them alike.
+Contenders are timed interleaved, so load from other processes hits them alike;
+``--clock cpu`` times this process's CPU time instead of wall time (steadier when
+other jobs share the machine). Our model runs eager and frozen (TorchScript trace,
+what the pipeline runs on CPU; ``corrtrack.models.frozen``).
 
 Accuracy, both sizes, boxes from the ground truth and from our NanoDet
-detector (default threshold):
+detector (default: boxes above 0.4, plus candidates 0.2-0.4 whose pose is
+confident, see ``DetectorConfig.candidate_threshold``; and the 0.4 threshold alone):
   * COCO: the 4 images / 14 people of shared/data/mmpose/coco — COCO
     keypoint AP (OKS, pycocotools) and PCK@0.2 x max(box w, h) with GT boxes;
   * PoseTrack18 val: the 3 labelled frames — poseval mAP with our evaluator
@@ -62,24 +66,26 @@ def real_crops(size: int, n: int) -> np.ndarray:
     return crops[np.arange(n) % len(crops)]
 
 
-def times_interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
-    """Wall ms of each call of each callable; calls alternate so that load from other processes
-    on the machine hits every contender alike."""
+def times_interleaved(runs: dict, repeats: int, clock=time.perf_counter) -> dict[str, list[float]]:
+    """ms of each call of each callable; calls alternate so that load from other processes
+    on the machine hits every contender alike. ``clock``: ``time.perf_counter`` (wall) or
+    ``time.process_time`` (CPU time of this process, all threads: what a call costs, much less
+    sensitive than wall time to other processes on a shared machine)."""
     for fn in runs.values():
         for _ in range(3):
             fn()
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            t = time.perf_counter()
+            t = clock()
             fn()
-            times[name].append(1000 * (time.perf_counter() - t))
+            times[name].append(1000 * (clock() - t))
     return times
 
 
-def time_interleaved(runs: dict, repeats: int) -> dict[str, float]:
-    """Median wall ms of each callable (see ``times_interleaved``)."""
-    return {name: float(np.median(v)) for name, v in times_interleaved(runs, repeats).items()}
+def time_interleaved(runs: dict, repeats: int, clock=time.perf_counter) -> dict[str, float]:
+    """Median ms of each callable (see ``times_interleaved``)."""
+    return {name: float(np.median(v)) for name, v in times_interleaved(runs, repeats, clock).items()}
 
 
 def ort_session(model, size: int, threads: int):
@@ -117,28 +123,29 @@ def tfjs_ms(variant: str, crop: np.ndarray) -> float | None:
         return float(json.loads((Path(tmp) / "out" / "outputs.json").read_text())["ms"])
 
 
-def bench_speed(repeats: int, reference: bool) -> None:
+def bench_speed(repeats: int, reference: bool, threads: int = 2, clock: str = "wall") -> None:
     from corrtrack.models.movenet import load_movenet
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
+    timer = time.perf_counter if clock == "wall" else time.process_time
     print(f"\n## MoveNet speed (torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"median of {repeats}, real crops)\n")
-    print("| model | runtime | batch | ms / batch | ms / person | torch / onnxruntime |")
+          f"median of {repeats}, {clock} time, real crops, load average {os.getloadavg()[0]:.1f})\n")
+    print("| model | runtime | batch | ms / batch | ms / person | / onnxruntime |")
     print("|---|---|---:|---:|---:|---:|")
     for variant in VARIANTS:
-        model = load_movenet(variant, device="cpu")
-        sess = ort_session(model, model.input_size, 2)
+        eager = load_movenet(variant, device="cpu")
+        frozen = load_movenet(variant, device="cpu").freeze_for_cpu()  # what the pipeline runs on CPU
+        sess = ort_session(eager, eager.input_size, threads)
         for b in BATCHES:
-            x = torch.from_numpy(real_crops(model.input_size, b))
+            x = torch.from_numpy(real_crops(eager.input_size, b))
             xf = x.float().numpy()
-            runs = {"torch cpu": lambda: model(x)}
+            runs = {"torch cpu, eager": lambda: eager(x), "torch cpu, frozen (default)": lambda: frozen(x)}
             if sess is not None:
                 runs["onnxruntime cpu (same model)"] = lambda: sess.run(None, {"input": xf})
             with torch.inference_mode():
-                ms = time_interleaved(runs, repeats)
-            ratio = ms["torch cpu"] / ms["onnxruntime cpu (same model)"] if sess is not None else None
+                ms = time_interleaved(runs, repeats, timer)
             for name, v in ms.items():
-                r = f"{ratio:.2f}" if ratio is not None and name == "torch cpu" else ""
+                r = f"{v / ms['onnxruntime cpu (same model)']:.2f}" if sess is not None and name.startswith("torch") else ""
                 print(f"| {variant} | {name} | {b} | {v:.1f} | {v / b:.2f} | {r} |", flush=True)
         if torch.cuda.is_available():
             gpu = load_movenet(variant, device="cuda")
@@ -233,16 +240,18 @@ def posetrack_map(est: TopDownPoseEstimator, detector=None) -> float:
 
 
 def bench_accuracy() -> None:
-    from corrtrack.pipeline.detector import Detector
+    from corrtrack.pipeline.detector import Detector, DetectorConfig
 
     torch.set_num_threads(2)
     detector = Detector()
+    threshold_only = Detector(DetectorConfig(candidate_threshold=None), model=detector.model)
     print("\n## MoveNet accuracy on the real annotated images (crop: 3:4, padding 1.25)\n")
     print("| model | boxes | COCO OKS-AP (4 img, 14 people) | COCO PCK@0.2 | PoseTrack18 mAP (3 frames, 14 people) |")
     print("|---|---|---:|---:|---:|")
     for variant in VARIANTS:
         est = TopDownPoseEstimator(PoseConfig(model=variant), device="cpu")
-        for name, det in (("ground truth", None), ("NanoDet", detector)):
+        for name, det in (("ground truth", None), ("NanoDet + pose-verified candidates (default)", detector),
+                          ("NanoDet, score threshold only", threshold_only)):
             ap, pck = coco_scores(est, det)
             pt = posetrack_map(est, det)
             pck_s = f"{pck:.1f}" if not np.isnan(pck) else "–"
@@ -252,6 +261,9 @@ def bench_accuracy() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or this process's CPU time (steadier on a shared machine)")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-reference", action="store_true", help="do not time the TF.js reference in node")
@@ -263,7 +275,7 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"bench_pose: real data folder {DATA} not found (set CORRTRACK_SHARED)")
     if not args.skip_speed:
-        bench_speed(args.repeats, not args.skip_reference)
+        bench_speed(args.repeats, not args.skip_reference, args.threads, args.clock)
     if not args.skip_accuracy:
         bench_accuracy()
 

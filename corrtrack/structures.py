@@ -16,8 +16,10 @@ import numpy as np
 from corrtrack.layouts import KeypointLayout, convert_keypoints, get_layout
 
 # Values of Poses.origin.
-DETECTED, RECOVERED, GROUND_TRUTH = 0, 1, 2
-ORIGIN_NAMES = {DETECTED: "detected", RECOVERED: "recovered", GROUND_TRUTH: "ground_truth"}
+# CANDIDATE: a detector box below its score threshold, kept only if the pose estimator finds a
+# confident person in it (``corrtrack.pipeline.pose.verify_candidates``); never leaves that stage.
+DETECTED, RECOVERED, GROUND_TRUTH, CANDIDATE = 0, 1, 2, 3
+ORIGIN_NAMES = {DETECTED: "detected", RECOVERED: "recovered", GROUND_TRUTH: "ground_truth", CANDIDATE: "candidate"}
 
 _FIELDS = ("boxes", "scores", "keypoints", "track_ids", "origin", "head_boxes")
 
@@ -42,7 +44,7 @@ class Poses:
     scores     (N,)   float  person score (detection or pose score)
     keypoints  (N, K, 3) float  x, y, score; score 0 means "joint absent"
     track_ids  (N,)   int    -1 = not assigned
-    origin     (N,)   int8   DETECTED / RECOVERED / GROUND_TRUTH
+    origin     (N,)   int8   DETECTED / RECOVERED / GROUND_TRUTH (/ CANDIDATE, inside detect + pose)
     head_boxes (N, 4) float  xyxy head box (ground truth, for PCKh); NaN if unknown
     """
 

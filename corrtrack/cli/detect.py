@@ -30,7 +30,9 @@ def detect_cmd(
     from corrtrack.pipeline.detector import Detector, DetectorConfig
     from corrtrack.viz.draw import draw_poses
 
-    config = DetectorConfig()
+    # Boxes only: no pose to verify low-score candidates with (corrtrack pose does), so show the
+    # confident ones.
+    config = DetectorConfig(candidate_threshold=None)
     if threshold is not None:
         if not 0 <= threshold < 1:
             raise CorrtrackError(f"--threshold must be in [0, 1), got {threshold}")

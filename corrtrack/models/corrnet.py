@@ -50,7 +50,6 @@ Refinement module (paper section 4.2)
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.models.checkpoint import read_model_file, restore, save_model
+from corrtrack.models.frozen import FrozenCPU
 from corrtrack.models.corr_codec import Letterbox
 
 FORMAT = "corrtrack-corrnet"
@@ -174,6 +175,17 @@ class Refinement(nn.Module):
         return out
 
 
+class _Features(nn.Module):
+    """``CorrespondenceNet``'s feature branch as a module of its own, to be traced."""
+
+    def __init__(self, net: "CorrespondenceNet"):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net._eager_features(x)
+
+
 class CorrespondenceNet(nn.Module):
     def __init__(self, config: CorrNetConfig = CorrNetConfig()):
         super().__init__()
@@ -202,6 +214,7 @@ class CorrespondenceNet(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(()))
         self.refinement = Refinement(cfg.feature_channels, cfg.num_joints, cfg.refine_channels, cfg.refine_dilations,
                                      cfg.refine_residual)
+        self._features = self._eager_features
 
     # -- modules, as the paper trains them ------------------------------------
     def siamese_parameters(self):
@@ -227,9 +240,18 @@ class CorrespondenceNet(nn.Module):
     # -- Siamese matching module ------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Letterboxed RGB batch (B, 3, H, W) in 0..1 -> L2-normalised (B, C, H/4, W/4)."""
+        return self._features(x)
+
+    def _eager_features(self, x: torch.Tensor) -> torch.Tensor:
         # channels_last: oneDNN convolutions skip a layout reorder per layer (~25% on a CPU).
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         return F.normalize(self.head(self.backbone(x, self.taps)), dim=1)
+
+    def freeze_for_cpu(self, enabled: bool = True) -> "CorrespondenceNet":
+        """Compute ``features`` through a frozen TorchScript trace on CPU at inference
+        (``corrtrack.models.frozen``); training and GPU calls stay eager."""
+        self._features = FrozenCPU(_Features(self), owner=self) if enabled else self._eager_features
+        return self
 
     def descriptors(self, f1: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
         """k x k patches of f1 (B, C, h, w) around grid_xy (B, M, 2) -> (B, M, C*k*k).
@@ -280,35 +302,14 @@ class CorrespondenceNet(nn.Module):
     # -- files -------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict | None = None, half: bool = True) -> None:
         """A small self-describing file: config + (fp16) state dict + free-form meta."""
-        from corrtrack.io.atomic import atomic_path
-
-        state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in self.state_dict().items()}
-        obj = {"format": FORMAT, "version": 1, "config": dataclasses.asdict(self.config), "state_dict": state,
-               "meta": meta or {}}
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
+        save_model(self, path, FORMAT, meta, half)
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_WEIGHTS, map_location: str | torch.device = "cpu") -> "CorrespondenceNet":
         """Load a model written by ``save`` (default: the shipped MobileNetV2 model), in eval mode."""
-        path = Path(path)
-        if not path.is_file():
-            raise CorrtrackError(f"{path}: correspondence model not found")
-        try:
-            obj = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:  # torch raises many kinds for a bad file
-            raise CorrtrackError(f"{path}: not a readable model file ({type(e).__name__})") from None
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-            raise CorrtrackError(f"{path}: not a corrtrack correspondence model")
+        obj = read_model_file(path, FORMAT, "correspondence model")
         cfg = dict(obj["config"])
         cfg["refine_dilations"] = tuple(cfg.get("refine_dilations", CorrNetConfig.refine_dilations))
         cfg.setdefault("refine_residual", False)  # files from before the residual refinement
         cfg["pretrained"] = False  # the file has every weight
-        net = cls(CorrNetConfig(**cfg))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as e:
-            raise CorrtrackError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
-        net.meta = obj.get("meta", {})
-        return net.eval().to(map_location, memory_format=torch.channels_last)
+        return restore(cls(CorrNetConfig(**cfg)), obj, path, map_location)

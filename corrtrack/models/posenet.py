@@ -28,7 +28,6 @@ model starts from random initialisation (or ``--init`` from another PoseNet).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import torch
 from torch import nn
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.models.checkpoint import read_model_file, restore, save_model
 from corrtrack.layouts import KeypointLayout, get_layout
 from corrtrack.models.bninception import BNInception, _scaled
 from corrtrack.models.pose_codec import PoseCodec
@@ -159,37 +159,17 @@ class PoseNet(nn.Module):
     # -- files -------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict | None = None, half: bool = True) -> None:
         """A self-describing file: config + (fp16) state dict + free-form meta."""
-        from corrtrack.io.atomic import atomic_path
-
-        state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in self.state_dict().items()}
-        obj = {"format": FORMAT, "version": 1, "config": dataclasses.asdict(self.config), "state_dict": state,
-               "meta": meta or {}}
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
+        save_model(self, path, FORMAT, meta, half)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "PoseNet":
         """A model written by ``save`` (``corrtrack train pose`` writes OUT/posenet.pt), in eval mode."""
-        path = Path(path)
-        if not path.is_file():
-            raise CorrtrackError(f"{path}: pose model not found")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many kinds for a bad file
-            raise CorrtrackError(f"{path}: not a readable model file ({type(e).__name__})") from None
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-            raise CorrtrackError(f"{path}: not a corrtrack PoseNet model (train one with `corrtrack train pose`)")
+        obj = read_model_file(path, FORMAT, "PoseNet model", " (train one with `corrtrack train pose`)")
         try:
             net = cls(PoseNetConfig(**obj["config"]))
         except TypeError as e:
             raise CorrtrackError(f"{path}: unknown PoseNet configuration ({e})") from None
-        state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as e:
-            raise CorrtrackError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
-        net.meta = obj.get("meta", {})
-        return net.eval().to(map_location, memory_format=torch.channels_last)
+        return restore(net, obj, path, map_location)
 
 
 def transfer_weights(dst: PoseNet, src_state: dict[str, torch.Tensor], src_layout: str | KeypointLayout) -> list[str]:

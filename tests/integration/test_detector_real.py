@@ -1,5 +1,9 @@
 """The NanoDet person detector on real frames: every person found, nothing else.
 
+The detector alone is checked at its score threshold (``candidate_threshold=None``); with
+low-score candidates verified by the pose model (the default detect + pose path) the same
+frames must give the same people, and the truncated player of basketball2.png too.
+
 The reference boxes were drawn from the frames by eye (checked on the
 rendered images: each is one walking person); a detection counts when its
 IoU with one of them is >= 0.5.
@@ -25,6 +29,8 @@ VTEST_PEOPLE = {
           [433, 236, 465, 338], [732, 236, 768, 334]],
 }
 BASKETBALL1_PEOPLE = [[36, 93, 163, 466], [423, 19, 635, 480]]
+# The right-hand player is cut by the frame edge: NanoDet scores him 0.25 (a candidate).
+BASKETBALL2_PEOPLE = [[36, 86, 160, 470], [425, 20, 640, 480]]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,7 @@ def detector():
         model = load_model("nanodet", "cpu")
     except CorrtrackError as e:
         pytest.skip(f"NanoDet weights unavailable: {e}")
-    return Detector(device="cpu", model=model)
+    return Detector(DetectorConfig(candidate_threshold=None), device="cpu", model=model)
 
 
 def vtest_frame(shared_data, index: int) -> np.ndarray:
@@ -84,7 +90,7 @@ def test_awkward_inputs_do_not_crash(shared_data, detector):
     # coordinates scaled by 10 (the default "auto" size runs an 8K frame at 640, where vtest's
     # small walkers come with a spurious box: see DetectorConfig.input_size).
     big = frame.repeat(10, 0).repeat(10, 1)[:4320]
-    fixed = Detector(DetectorConfig(input_size=416), device="cpu", model=detector.model)
+    fixed = Detector(DetectorConfig(input_size=416, candidate_threshold=None), device="cpu", model=detector.model)
     assert_same_people(fixed(big).boxes / 10, VTEST_PEOPLE[300], "vtest frame 300 upscaled to 8K")
     found = match_boxes(detector(big).boxes / 10, VTEST_PEOPLE[300])
     assert (found >= 0).all(), "vtest frame 300 upscaled to 8K, auto input size: a walker missed"
@@ -112,7 +118,7 @@ def test_large_frames_get_a_larger_input_and_find_the_posetrack_dancers(shared_d
 
 
 def test_fitted_canvas_finds_the_same_walkers(shared_data, detector):
-    fitted = Detector(DetectorConfig(square=False), device="cpu", model=detector.model)
+    fitted = Detector(DetectorConfig(square=False, candidate_threshold=None), device="cpu", model=detector.model)
     assert canvas_shape(768, 576, fitted.config) == (320, 416)
     for index in sorted(VTEST_PEOPLE):
         assert_same_people(fitted(vtest_frame(shared_data, index)).boxes, VTEST_PEOPLE[index],
@@ -157,3 +163,21 @@ def test_cli_detect_empty_video_is_a_clear_error(tmp_path):
     empty.write_bytes(b"")
     res = CliRunner().invoke(app, ["detect", str(empty), "-o", str(tmp_path)])
     assert isinstance(res.exception, CorrtrackError) and "empty.mp4" in str(res.exception)
+
+
+@pytest.mark.parametrize("variant", ["lightning", "thunder"])
+def test_candidates_verified_by_pose_add_the_missed_player_and_no_false_positive(shared_data, detector, variant):
+    from corrtrack.io.video import read_image
+    from corrtrack.pipeline.pose import PoseConfig, TopDownPoseEstimator
+
+    with_candidates = Detector(DetectorConfig(), device="cpu", model=detector.model)
+    estimator = TopDownPoseEstimator(PoseConfig(model=variant), device="cpu")
+    for index in sorted(VTEST_PEOPLE):  # frame 300 has two candidate boxes that are not people
+        frame = vtest_frame(shared_data, index)
+        assert_same_people(estimator(frame, with_candidates(frame)).boxes, VTEST_PEOPLE[index],
+                           f"vtest.avi frame {index}, detect + {variant}")
+    for name, truth in (("basketball1.png", BASKETBALL1_PEOPLE), ("basketball2.png", BASKETBALL2_PEOPLE)):
+        image = read_image(shared_data / "opencv" / name)
+        assert_same_people(estimator(image, with_candidates(image)).boxes, truth, f"{name}, detect + {variant}")
+    image = read_image(shared_data / "opencv" / "basketball2.png")
+    assert len(estimator(image, detector(image))) == 1  # without candidates the player is missed

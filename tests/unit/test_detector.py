@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.structures import CANDIDATE, DETECTED
 from corrtrack.pipeline.detector import (Detector, DetectorConfig, as_rgb_uint8, batched_nms, box_iou,
                                          cell_centres, decode_boxes, letterbox_image, letterbox_params, nms)
 
@@ -184,8 +185,18 @@ def test_detector_keeps_only_wanted_classes_and_clips():
 
 
 def test_detector_threshold_and_degenerate_inputs():
-    weak = Detector(DetectorConfig(score_threshold=0.5), device="cpu", model=OneBoxNet(10, 10, [1, 1, 1, 1], score=0.45))
-    assert len(weak(np.zeros((50, 70, 3), np.uint8))) == 0
+    net = OneBoxNet(10, 10, [1, 1, 1, 1], score=0.45)
+    strict = Detector(DetectorConfig(score_threshold=0.5, candidate_threshold=None), device="cpu", model=net)
+    assert len(strict(np.zeros((50, 70, 3), np.uint8))) == 0
+    # below the score threshold but above the candidate one: a CANDIDATE for the pose estimator
+    weak = Detector(DetectorConfig(score_threshold=0.5, candidate_threshold=0.3), device="cpu", model=net)
+    found = weak.detect(np.zeros((50, 70, 3), np.uint8))
+    assert found.candidate.tolist() == [True] and len(found.confident().scores) == 0
+    assert weak(np.zeros((50, 70, 3), np.uint8)).origin.tolist() == [CANDIDATE]
+    sure = Detector(DetectorConfig(score_threshold=0.4, candidate_threshold=0.3), device="cpu", model=net)
+    assert sure(np.zeros((50, 70, 3), np.uint8)).origin.tolist() == [DETECTED]
+    none = Detector(DetectorConfig(score_threshold=0.5, candidate_threshold=0.46), device="cpu", model=net)
+    assert len(none(np.zeros((50, 70, 3), np.uint8))) == 0
     det = Detector(DetectorConfig(), device="cpu", model=OneBoxNet(10, 10, [1, 1, 1, 1]))
     assert len(det(np.zeros((1, 1, 3), np.uint8))) == 0  # a 1x1 frame runs; its 0.04 px box is dropped
     with pytest.raises(CorrtrackError):

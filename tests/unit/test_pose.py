@@ -10,6 +10,7 @@ cv2 = pytest.importorskip("cv2")
 from corrtrack.models.movenet import MoveNet  # noqa: E402
 from corrtrack.pipeline.pose import (PoseConfig, TopDownPoseEstimator, as_rgb_uint8, crop_affines,  # noqa: E402
                                      crop_image, crop_squares, crop_tensor, crops_to_image)
+from corrtrack.layouts import COCO17  # noqa: E402
 from corrtrack.structures import RECOVERED, Poses  # noqa: E402
 
 
@@ -122,3 +123,35 @@ def test_estimate_frames_matches_per_frame_call(estimator):
         assert np.median(np.abs(a.keypoints - b.keypoints)) < 1e-3
     empty = estimator.estimate_frames(torch.zeros(2, 3, 8, 8), [np.zeros((0, 4)), np.zeros((0, 4))])
     assert [p.keypoints.shape for p in empty] == [(0, 17, 3)] * 2
+
+
+def _person(x0: float, score: float, joint: float, origin: int) -> tuple:
+    """A 17-joint pose spread over a 40x100 box at x0, every joint scored ``joint``."""
+    rng = np.random.default_rng(int(x0))
+    kp = np.concatenate([np.c_[x0 + rng.uniform(0, 40, 17), rng.uniform(0, 100, 17)], np.full((17, 1), joint)], 1)
+    return kp, [x0, 0, x0 + 40, 100], score, origin
+
+
+def _poses(*people) -> Poses:
+    kp, boxes, scores, origin = zip(*people)
+    return Poses(np.array(kp), COCO17, np.array(boxes, float), np.array(scores), origin=np.array(origin))
+
+
+def test_verify_candidates_keeps_confident_new_people_only():
+    from corrtrack.pipeline.pose import verify_candidates
+    from corrtrack.structures import CANDIDATE, DETECTED
+
+    sure = _person(0, 0.6, 0.5, DETECTED)
+    weak_but_clear = _person(200, 0.25, 0.6, CANDIDATE)  # a person the detector scored low: kept
+    background = _person(400, 0.3, 0.1, CANDIDATE)  # a box with no confident pose: dropped
+    repeat = (sure[0] + [1, 1, 0], [1, 1, 41, 101], 0.3, CANDIDATE)  # the sure person again: dropped
+    weak_sure = _person(600, 0.45, 0.1, DETECTED)  # above the detector threshold: never dropped
+    out = verify_candidates(_poses(sure, weak_but_clear, background, repeat, weak_sure), 0.35, 0.5)
+    assert out.boxes[:, 0].tolist() == [0, 200, 600]
+    assert (out.origin == DETECTED).all()
+    # of two candidates on one person, the better-scored one stays
+    twin = (weak_but_clear[0] + [1, 0, 0], [201, 0, 241, 100], 0.35, CANDIDATE)
+    out = verify_candidates(_poses(weak_but_clear, twin), 0.35, 0.5)
+    assert out.boxes[:, 0].tolist() == [201]
+    plain = _poses(sure, weak_sure)
+    assert verify_candidates(plain) is plain  # nothing to verify

@@ -1,0 +1,118 @@
+"""The frozen CPU path must compute what the eager module computes, and step aside when it can't."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from corrtrack.models.frozen import FrozenCPU
+from corrtrack.models.movenet import MoveNet
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, groups=8),
+                         nn.Hardtanh(0.0, 6.0), nn.Conv2d(8, 4, 1)).eval()
+
+
+def test_same_outputs_and_one_trace_per_shape():
+    net = small_net()
+    fast = FrozenCPU(net, max_shapes=2, batch_generic=True)
+    with torch.inference_mode():
+        for shape in [(1, 3, 16, 16), (3, 3, 16, 16), (2, 3, 20, 12), (1, 3, 24, 24)]:
+            x = torch.randn(shape)
+            torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-4)
+    # batch size is not part of the key; the oldest shape was dropped (LRU of 2)
+    assert [k[0] for k in fast._traces] == [(3, 20, 12), (3, 24, 24)]
+    assert all(isinstance(t, torch.jit.ScriptModule) for t in fast._traces.values())
+
+
+def test_batch_size_is_part_of_the_key_by_default():
+    class CountsRows(nn.Module):
+        def forward(self, x):
+            return x * 0 + len(x)  # len(x) is a Python int: a trace bakes it in
+
+    fast = FrozenCPU(CountsRows().eval())
+    with torch.no_grad():
+        assert fast(torch.ones(1, 2)).max() == 1 and fast(torch.ones(3, 2)).max() == 3
+    assert len(fast._traces) == 2
+
+
+def test_nanodet_frozen_matches_eager_across_batch_sizes():
+    from corrtrack.models.nanodet import NanoDet
+
+    torch.manual_seed(2)
+    net = NanoDet().eval()
+    x = torch.rand(3, 3, 64, 96)
+    fast = FrozenCPU(net, batch_generic=True)
+    with torch.inference_mode():
+        eager = net(x)
+        fast(x[:1])
+        frozen = fast(x)
+    for a, b in zip(frozen, eager):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_eager_when_training_or_grad_or_disabled():
+    net = small_net()
+    x = torch.randn(1, 3, 8, 8)
+    fast = FrozenCPU(net)
+    y = fast(x)  # autograd on: eager, differentiable
+    assert y.requires_grad and not fast._traces
+    net.train()
+    with torch.no_grad():
+        fast(x)
+    assert not fast._traces
+    net.eval()
+    off = FrozenCPU(net, enabled=False)
+    with torch.no_grad():
+        off(x)
+    assert not off._traces
+
+
+def test_untraceable_module_falls_back_with_a_warning():
+    class Odd(nn.Module):
+        def forward(self, x):
+            return {"sum": x.sum().item()}  # a Python float: not traceable
+
+    fast = FrozenCPU(Odd().eval())
+    with torch.no_grad(), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        out = fast(torch.ones(1, 2))
+        out2 = fast(torch.ones(1, 2))  # no second attempt, no second warning
+    assert out == out2 == {"sum": 2.0}
+    assert len([m for m in w if "no frozen CPU path" in str(m.message)]) == 1
+
+
+@pytest.mark.parametrize("variant", ["lightning", "thunder"])
+def test_movenet_frozen_matches_eager(variant):
+    torch.manual_seed(1)
+    net = MoveNet(variant).eval()
+    for p in net.parameters():  # random weights, scaled so activations stay in a sane range
+        p.data.mul_(0.5)
+    x = torch.randint(0, 256, (3, net.input_size, net.input_size, 3)).float()
+    with torch.inference_mode():
+        eager = net.maps(x)
+        net.freeze_for_cpu()
+        net.maps(x[:1])  # traced on one crop, then reused for three: batch-generic
+        frozen = net.maps(x)
+        assert len(net._network._traces) == 1
+        assert net._network._traces  # the frozen path ran
+    for k in eager:
+        torch.testing.assert_close(frozen[k], eager[k], atol=1e-3, rtol=1e-3)
+
+
+def test_correspondence_features_frozen_match_eager_and_training_stays_eager():
+    from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
+
+    torch.manual_seed(3)
+    net = CorrespondenceNet(CorrNetConfig(pretrained=False)).eval()
+    x = torch.rand(1, 3, 96, 128)
+    with torch.inference_mode():
+        eager = net.features(x)
+        net.freeze_for_cpu()
+        frozen = net.features(x)
+    assert net._features._traces
+    torch.testing.assert_close(frozen, eager, atol=1e-4, rtol=1e-3)
+    net.train()
+    assert net.features(x).requires_grad  # training gets the differentiable eager branch
