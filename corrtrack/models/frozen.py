@@ -3,8 +3,11 @@
 Eager PyTorch runs each convolution, activation and addition as its own oneDNN call
 and picks its slow reference kernel for some small 1×1 convolutions. A frozen trace
 with ``torch.jit.optimize_for_inference`` fuses conv + activation and prepacks the
-weights for oneDNN: MoveNet and NanoDet run 1.3–1.5× faster on CPU (measured on this
+weights for oneDNN: MoveNet runs 1.1-1.3× and the correspondence features ~2× faster on CPU (measured on this
 2-core machine; ``benchmarks/bench_pose.py``), within 1e-3 of eager on the raw outputs.
+``optimize_for_inference`` (oneDNN layouts) pays off for MoveNet and the correspondence
+features but costs NanoDet ~40% (its PAN's resizes and additions convert layouts back and
+forth), so NanoDet is frozen without it (``optimize=False``; about eager speed).
 
 Used only where it is safe: CPU tensors, no autograd (inference), and one trace per
 input shape (a trace bakes in shape-dependent padding, and Python ints such as
@@ -33,8 +36,9 @@ class FrozenCPU:
     """
 
     def __init__(self, module: nn.Module, enabled: bool = True, max_shapes: int = 4, owner: nn.Module | None = None,
-                 batch_generic: bool = False):
+                 batch_generic: bool = False, optimize: bool = True):
         self.module = module
+        self.optimize = optimize
         self.batch_generic = batch_generic
         self.owner = owner or module  # whose train()/eval() state decides (a wrapper has its own flag)
         self.enabled = enabled
@@ -51,7 +55,8 @@ class FrozenCPU:
                 # The tracer warns that shape arithmetic becomes constants: intended, one trace per shape.
                 warnings.simplefilter("ignore")
                 traced = torch.jit.trace(self.module, x, check_trace=False)
-                return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+                frozen = torch.jit.freeze(traced.eval())
+                return torch.jit.optimize_for_inference(frozen) if self.optimize else frozen
         except Exception as e:  # noqa: BLE001 - any tracing failure means: stay eager
             warnings.warn(f"{type(self.module).__name__}: no frozen CPU path ({type(e).__name__}: {e}); "
                           "running eager", RuntimeWarning, stacklevel=3)

@@ -253,7 +253,7 @@ class MoveNet(nn.Module):
         return self.center(f), self.heatmap(f), self.regress(f), self.offset(f)
 
     def freeze_for_cpu(self, enabled: bool = True) -> "MoveNet":
-        """Run ``heads`` through a frozen TorchScript trace on CPU at inference (1.3-1.5x faster;
+        """Run ``heads`` through a frozen TorchScript trace on CPU at inference (1.1-1.3x faster;
         ``corrtrack.models.frozen``). Training and GPU calls stay eager."""
         self._network = FrozenCPU(_Heads(self), owner=self, batch_generic=True) if enabled else self.heads
         return self

@@ -40,7 +40,8 @@ class DetectorConfig:
     # estimator keeps one only where it finds a confident person (PoseConfig.candidate_min_joint_score).
     # NanoDet-m scores truncated, small and grey people low (basketball2's second person 0.25, far
     # walkers on vtest 0.2-0.4) while its false positives give no confident pose (the cone): with
-    # candidates, PoseTrack18 mAP 29.5 -> 45 (lightning) / 34 -> 59 (thunder), COCO AP 51 -> 63 / 59 -> 73,
+    # candidates, PoseTrack18 mAP 29.4 -> 44.9 (lightning) / 31.4 -> 56.0 (thunder), COCO AP 51.4 -> 63.4 /
+    # 59.0 -> 72.8,
     # and 10 more true walkers on 32 sampled vtest frames, no false positive (benchmarks/bench_pose.py).
     # None: the score threshold alone.
     candidate_threshold: float | None = 0.2
@@ -62,8 +63,8 @@ class DetectorConfig:
     classes: tuple[int, ...] = (PERSON,)  # COCO-80 classes to keep; the output is people by default
     pad_value: int = 0  # letterbox border (the network sees 0..1 RGB; black borders)
     min_box_size: float = 2.0  # pixels in the original image; smaller boxes are dropped
-    # CPU: run the network as a frozen TorchScript trace per canvas shape (oneDNN fused convolutions,
-    # ~1.3x faster; corrtrack.models.frozen). Same outputs to ~1e-4.
+    # CPU: run the network as a frozen TorchScript trace per canvas shape (corrtrack.models.frozen;
+    # about eager speed for NanoDet, 0-15% faster). Same outputs to ~1e-4.
     frozen_cpu: bool = True
 
 
@@ -288,7 +289,9 @@ class Detector:
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         from corrtrack.models.nanodet import NanoDet
 
-        self._network = FrozenCPU(self.model, config.frozen_cpu, batch_generic=isinstance(self.model, NanoDet))
+        # optimize=False: oneDNN layouts cost NanoDet's PAN more than they save (corrtrack.models.frozen)
+        self._network = FrozenCPU(self.model, config.frozen_cpu, batch_generic=isinstance(self.model, NanoDet),
+                                  optimize=False)
         self._cells: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # canvas -> centres, strides
 
     # -- public API -----------------------------------------------------------

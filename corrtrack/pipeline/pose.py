@@ -64,7 +64,7 @@ class PoseConfig:
         thunder, the vtest traffic cone does not), unless OKS above ``candidate_oks`` says it
         repeats a person already kept.
     frozen_cpu: on CPU, run MoveNet through a frozen TorchScript trace (oneDNN fused
-        convolutions; 1.3-1.5× faster, within 1e-3 of eager; ``corrtrack.models.frozen``).
+        convolutions; 1.1-1.3× faster, within 1e-3 of eager; ``corrtrack.models.frozen``).
     """
 
     model: str = AUTO
