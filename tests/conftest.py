@@ -27,3 +27,15 @@ def poseval_ref() -> Path:
         return ensure_reference()
     except ReferenceUnavailable as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP oversubscription on a busy shared CPU (10x slower).
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -21,15 +21,8 @@ import torch
 from corrtrack.models.posenet import PoseNet, PoseNetConfig
 from corrtrack.train.pose import AugmentConfig, PoseDataset, PoseTrainConfig, load_records, pck, train_pose
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_posenet_overfits_8_annotated_people(shared_data, tmp_path):

@@ -16,16 +16,10 @@ from corrtrack.models.mobilenetv2 import MobileNetV2Features, block_specs, map_d
 from corrtrack.pipeline.propagate import CorrMaps, correspondence_similarity, frame_features, propagate
 from corrtrack.structures import Poses
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = CorrNetConfig(input_size=128, pretrained=False)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP oversubscription on a busy shared CPU (10x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,10 @@ from corrtrack.models.corr_codec import decode_maps
 from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
 from corrtrack.train.corr import init_siamese
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = CorrNetConfig(input_size=128, pretrained=False)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _inputs(seed=0, persons=2):

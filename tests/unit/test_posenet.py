@@ -12,15 +12,10 @@ from corrtrack.models.posenet import PoseNet, PoseNetConfig, transfer_weights
 from corrtrack.pipeline.pose import (PoseConfig, TopDownPoseEstimator, crop_affines, crop_image, crop_squares,
                                      crop_tensor, crops_to_image)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = PoseNetConfig(width=0.125, input_width=64, input_height=96)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _net(cfg=TINY, seed=0):

@@ -18,15 +18,10 @@ from corrtrack.structures import GROUND_TRUTH, FrameInfo, Poses, PoseSequence
 from corrtrack.train.pose import (AugmentConfig, PoseDataset, PoseTrainConfig, load_records, read_person_records,
                                   train_pose)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = PoseNetConfig(width=0.125, input_width=64, input_height=96)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _people(rng, n, w, h):
