@@ -1,7 +1,8 @@
-"""Correspondence network: accuracy on held-out affine pairs, truncation scores, CPU speed.
+"""Correspondence network: accuracy on held-out affine pairs, synthetic and real video pairs; CPU speed.
 
     CORRTRACK_HOME=... .venv/bin/python benchmarks/bench_corr.py [--model PATH] [--pairs 12]
-        [--sets a,b] [--synth DIR] [--skip-speed] [--skip-accuracy] [--threads 2]
+        [--sets a,b,c] [--synth DIR] [--teacher-cache FILE] [--anchors 48] [--skip-speed]
+        [--skip-accuracy] [--threads 2] [--speed-sizes 512,384,320] [--speed-threads 1,2] [--speed-pck]
 
 Accuracy (set (a) of issue 6): the real annotated images, none of which the
 shipped model saw in training (it was trained on pseudo-labelled video frames):
@@ -32,15 +33,35 @@ Truncation: the maximum of each joint's map for joints the warp moved out of
 the frame vs joints that stayed in; reported as both means and the AUC (the
 chance that a visible joint scores above a truncated one).
 
-Speed on this CPU (``--threads``, default 2): ms per frame for features at the
-input size (square 512 canvas, and 512 x 384 for a 4:3 frame without square
-padding), ms per frame pair for the affinity maps of 6 people, and ms per person
-for refinement (6 people in one batch). The machine is shared: the load
-average is printed beside the figures.
+Set (c), ``--sets c``: real video pairs at gaps 1, 5 and 10 from the videos in
+shared/data (``REAL_SOURCES``), scored against the teacher (our NanoDet + MoveNet
+thunder): it measures agreement with the teacher, not accuracy. The training
+pseudo-labels came from every 4th frame (index % 4 == 0) of these same videos, so
+only frames with index % 4 != 0 are used (first frames a = 1 mod 4, ``--anchors``
+per source spread evenly; one pair per gap each: <= 150 pairs per gap). People
+are scored where identity is unambiguous and joints where the teacher is
+confident (``RealPairConfig``: other people farther than 1.5 box diagonals in
+both frames, the match within 0.75 diagonals, teacher joint score >= 0.5 in both
+frames); PCK@0.1 of the longer side of the teacher's box in frame b. No PCKh: the
+teacher gives COCO-17 joints, no head box. The teacher's boxes and keypoints are
+cached in ``--teacher-cache`` (out/bench_corr_real/teacher.json), so reruns only
+pay for the correspondence networks.
+
+Speed on this CPU: for each ``--speed-sizes`` input size (longer side; square
+canvas as shipped, and the canvas without square padding) and each
+``--speed-threads`` count, ms per frame for the features (letterbox included) and
+ms per person for ``propagate`` (affinity maps + refinement + decoding, 6 people in
+one call, / 6; and affinity only), median and min of ``--repeats``, against the
+25 FPS budget of 40 ms per frame. ``--speed-pck`` adds set (b) PCK at each size
+(the accuracy side of the trade-off). The machine is shared: the load average is
+printed beside the figures, and the commit and time (the network code may gain a
+faster CPU path).
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import sys
@@ -50,6 +71,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -163,10 +185,10 @@ def synth_pairs(suite: Path, gaps=(1, 5, 10), every: int = 3):
                 yield seq.name, gap, a, frames[a], frames[a + gap], ka, kb, pb.boxes[ib], pb.head_boxes[ib]
 
 
-def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10)):
+def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10), flow: bool = True):
     """PCK@0.1 (of the longer side of the GT box in frame b) and PCKh@0.5 per gap, on joints visible in
     both frames; map maxima of joints visible in both vs joints visible in a that are hidden or gone in b."""
-    methods = list(nets) + ["DIS optical flow"]
+    methods = list(nets) + (["DIS optical flow"] if flow else [])
     hits = {(m, g): [] for m in methods for g in gaps}
     hits_h = {(m, g): [] for m in methods for g in gaps}
     occl = {m: ([], []) for m in nets}
@@ -194,13 +216,223 @@ def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10)):
             preds[mname] = moved.keypoints[..., :2]
             occl[mname][0].extend(moved.keypoints[..., 2][both].tolist())
             occl[mname][1].extend(moved.keypoints[..., 2][va & ~vb].tolist())
-        preds["DIS optical flow"] = dis_flow(fa, fb, kp)
+        if flow:
+            preds["DIS optical flow"] = dis_flow(fa, fb, kp)
         for mname, p in preds.items():
             err = np.linalg.norm(p - kb[..., :2], axis=-1)
             hits[mname, gap].extend((err[both] <= 0.1 * np.broadcast_to(side[:, None], err.shape)[both]).tolist())
             okh = both & np.isfinite(head)[:, None]
             hits_h[mname, gap].extend((err[okh] <= 0.5 * np.broadcast_to(head[:, None], err.shape)[okh]).tolist())
     return methods, hits, hits_h, occl
+
+
+# -- set (c): real video pairs scored against the teacher ------------------------------------------
+
+# Sources of the pseudo-label training data (docs/models/corrnet.md): every 4th frame (index % 4 == 0)
+# of each was a training frame, so set (c) uses only frames with index % 4 != 0 (the videos were seen).
+REAL_SOURCES = ("opencv/vtest.avi", "mmaction2/test_video_structuralize.mp4",
+                "intel_sample_videos/one-by-one-person-detection.mp4", "mmpose/demo/demo.mp4",
+                "mmtracking/demo.mp4", "mmpose/posetrack18/videos/000001_mpiinew_test")
+TRAIN_EVERY = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class RealPairConfig:
+    """Which teacher people of a frame pair count as one identity, and which joints are scored.
+
+    Person i of frame a and person j of frame b are the same identity ("unambiguous") when:
+      * both detections score >= ``min_box_score`` (the pseudo-labels' own threshold);
+      * j is the detection of frame b whose box centre is nearest to i's, at most ``max_shift`` x the
+        diagonal of i's box away;
+      * in frame a every other detection's box centre is farther than ``separation`` x i's box diagonal
+        from i's centre, and in frame b farther than ``separation`` x j's diagonal from j's centre
+        ("one person in view" is the case with no other detection).
+    "Other detections" are all the detector's boxes (its own threshold, 0.4), so a half-confident
+    neighbour still makes a person ambiguous. A joint is scored when the teacher gives it
+    >= ``min_joint_score`` in both frames.
+    """
+
+    gaps: tuple[int, ...] = (1, 5, 10)
+    anchors_per_source: int = 48  # 6 sources: <= 150 frame pairs per gap overall
+    separation: float = 1.5
+    max_shift: float = 0.75
+    min_box_score: float = 0.5
+    min_joint_score: float = 0.5
+
+
+def _short(source: str) -> str:
+    """A table label: two sources are called demo.mp4."""
+    return f"{source.split('/')[0]}/{Path(source).name}"
+
+
+def real_anchors(num_frames: int, count: int, gaps=(1, 5, 10), every: int = TRAIN_EVERY) -> list[int]:
+    """Up to ``count`` first frames a, evenly spread, such that a and every a + gap that fits in the
+    video are not training frames. a = 1 (mod 4) gives a + 1, a + 5, a + 10 = 2, 2, 3 (mod 4): one
+    teacher frame set serves all gaps. Anchors with every gap are preferred; a video too short for
+    them (5-8 frames) contributes what fits."""
+    ok = [a for a in range(1, num_frames, every)
+          if all((a + g) % every for g in gaps if a + g < num_frames) and any(a + g < num_frames for g in gaps)]
+    full = [a for a in ok if a + max(gaps) < num_frames]
+    cand = full or ok
+    if len(cand) <= count:
+        return cand
+    return sorted({cand[int(round(i))] for i in np.linspace(0, len(cand) - 1, count)})
+
+
+def _centre_diag(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    boxes = np.asarray(boxes, float).reshape(-1, 4)
+    return (boxes[:, :2] + boxes[:, 2:]) / 2, np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+
+
+def _isolated(centres: np.ndarray, diag: np.ndarray, i: int, separation: float) -> bool:
+    d = np.linalg.norm(centres - centres[i], axis=1)
+    d[i] = np.inf
+    return bool((d > separation * diag[i]).all())
+
+
+def unambiguous_matches(boxes_a, scores_a, boxes_b, scores_b, cfg: RealPairConfig = RealPairConfig()):
+    """[(i, j)]: person i of frame a is person j of frame b by the rule of ``RealPairConfig``."""
+    ca, da = _centre_diag(boxes_a)
+    cb, db = _centre_diag(boxes_b)
+    out = []
+    if not len(ca) or not len(cb):
+        return out
+    for i in range(len(ca)):
+        if scores_a[i] < cfg.min_box_score or not _isolated(ca, da, i, cfg.separation):
+            continue
+        shift = np.linalg.norm(cb - ca[i], axis=1)
+        j = int(np.argmin(shift))
+        if (shift[j] <= cfg.max_shift * da[i] and scores_b[j] >= cfg.min_box_score
+                and _isolated(cb, db, j, cfg.separation)):
+            out.append((i, j))
+    return out
+
+
+TEACHER = {"detector": "NanoDet, DetectorConfig() defaults", "pose": "MoveNet thunder, PoseConfig() crops",
+           "keypoints_for_boxes_from": RealPairConfig.min_box_score}
+
+
+def teacher_labels(cache_path: Path, source: str, frames: dict[int, np.ndarray], detector, estimator) -> dict:
+    """{frame index: (boxes (N, 4), box scores (N,), keypoints (N, 17, 3))} of the teacher for ``frames``,
+    read from / added to the JSON cache (written atomically after each source). Keypoints are zero for
+    boxes under ``TEACHER['keypoints_for_boxes_from']`` (they only count as neighbours)."""
+    from corrtrack.io.atomic import write_json
+
+    from corrtrack.errors import CorrtrackError
+
+    try:
+        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    except (OSError, ValueError) as e:
+        raise CorrtrackError(f"{cache_path}: unreadable teacher cache ({type(e).__name__}); delete it to rebuild") from None
+    if cache.get("teacher") != TEACHER:
+        cache = {"teacher": TEACHER, "frames": {}}
+    have = cache["frames"].setdefault(source, {})
+    todo = [i for i in sorted(frames) if str(i) not in have]
+    for i in tqdm(todo, desc=f"teacher {Path(source).name}", unit="frame", disable=not todo):
+        det = detector(frames[i])
+        kp = np.zeros((len(det), 17, 3))
+        sel = np.flatnonzero(det.scores >= TEACHER["keypoints_for_boxes_from"])
+        if len(sel):
+            kp[sel] = estimator(frames[i], det.boxes[sel]).keypoints
+        have[str(i)] = {"boxes": np.round(det.boxes, 2).tolist(), "scores": np.round(det.scores, 4).tolist(),
+                        "keypoints": np.round(kp, 3).tolist()}
+    if todo:
+        write_json(cache_path, cache)
+    return {i: (np.asarray(have[str(i)]["boxes"], float).reshape(-1, 4), np.asarray(have[str(i)]["scores"], float),
+                np.asarray(have[str(i)]["keypoints"], float).reshape(-1, 17, 3)) for i in frames}
+
+
+def _read_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    from corrtrack.io.video import open_source
+
+    out = {}
+    with open_source(path) as src:
+        for fr in src:
+            if fr.index in wanted:
+                out[fr.index] = fr.image
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairConfig(), sources=REAL_SOURCES):
+    """Set (c): PCK@0.1 (of the longer side of the teacher's box in frame b) per gap and source, for the
+    teacher's confident joints of unambiguous people. Returns (methods, hits {(method, gap, source): [bool]},
+    counts {(gap, source): [pairs, people]}, people {(gap, source): [person id of each scored joint]}; the
+    joints of one key are in the same order for every method)."""
+    from corrtrack.io.video import open_source
+    from corrtrack.pipeline.detector import Detector
+    from corrtrack.pipeline.pose import PoseConfig, TopDownPoseEstimator
+
+    detector, estimator = Detector(device="cpu"), TopDownPoseEstimator(PoseConfig(model="thunder"), device="cpu")
+    methods = list(nets) + ["DIS optical flow"]
+    hits: dict = {}
+    counts: dict = {}
+    people: dict = {}
+    for source in sources:
+        path = DATA / source
+        with open_source(path) as src:
+            n = src.num_frames
+        if n is None:
+            raise SystemExit(f"{path}: frame count unknown")
+        anchors = real_anchors(n, cfg.anchors_per_source, cfg.gaps)
+        pairs = [(a, g) for a in anchors for g in cfg.gaps if a + g < n]
+        wanted = {i for a, g in pairs for i in (a, a + g)}
+        assert all(i % TRAIN_EVERY for i in wanted)  # never a training frame
+        frames = _read_frames(path, wanted)
+        labels = teacher_labels(cache_path, source, frames, detector, estimator)
+        for a in tqdm(anchors, desc=f"set (c) {Path(source).name}", unit="anchor"):
+            feats: dict = {}
+            for g in cfg.gaps:
+                if a + g >= n:
+                    continue
+                b = a + g
+                (ba, sa, ka), (bb, sb, kb) = labels[a], labels[b]
+                matches = unambiguous_matches(ba, sa, bb, sb, cfg)
+                counts.setdefault((g, source), [0, 0])
+                if not matches:
+                    continue
+                ia, ib = [m[0] for m in matches], [m[1] for m in matches]
+                src_kp, dst_kp = ka[ia], kb[ib]
+                both = (src_kp[..., 2] >= cfg.min_joint_score) & (dst_kp[..., 2] >= cfg.min_joint_score)
+                if not both.any():
+                    continue
+                counts[g, source][0] += 1
+                counts[g, source][1] += int(both.any(1).sum())
+                people.setdefault((g, source), []).extend(
+                    f"{a}:{p}" for p in np.broadcast_to(np.arange(len(ia))[:, None], both.shape)[both])
+                kp = src_kp.copy()
+                kp[..., 2] = (src_kp[..., 2] >= cfg.min_joint_score).astype(float)
+                poses = Poses(kp, COCO17)
+                side = np.maximum(bb[ib, 2] - bb[ib, 0], bb[ib, 3] - bb[ib, 1])
+                preds = {}
+                for mname, net in nets.items():
+                    for i in (a, b):
+                        key = (mname.startswith("untrained"), i)
+                        if key not in feats:
+                            feats[key] = frame_features(net, frames[i])
+                    untr = mname.startswith("untrained")
+                    refine = mname.startswith("trained") and "without" not in mname
+                    moved, _ = propagate(net, None, None, poses, feats_a=feats[untr, a], feats_b=feats[untr, b],
+                                         use_refinement=refine)
+                    preds[mname] = moved.keypoints[..., :2]
+                preds["DIS optical flow"] = dis_flow(frames[a], frames[b], kp)
+                for mname, p in preds.items():
+                    err = np.linalg.norm(p - dst_kp[..., :2], axis=-1)
+                    ok = err[both] <= 0.1 * np.broadcast_to(side[:, None], err.shape)[both]
+                    hits.setdefault((mname, g, source), []).extend(ok.tolist())
+    return methods, hits, counts, people
+
+
+def paired_bootstrap(h1, h2, groups, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """PCK difference (points) of two methods on the same joints, and its 95 % interval from resampling
+    people (the joints of one person are not independent)."""
+    h1, h2 = np.asarray(h1, float), np.asarray(h2, float)
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    cnt, s1, s2 = (np.bincount(g, w, minlength=g.max() + 1) for w in (None, h1, h2))
+    w = np.random.default_rng(seed).multinomial(len(cnt), np.full(len(cnt), 1 / len(cnt)), size=n)
+    diffs = 100 * (w @ (s1 - s2)) / (w @ cnt)
+    return 100 * (h1.mean() - h2.mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
 def auc(pos, neg):
@@ -211,28 +443,80 @@ def auc(pos, neg):
 
 
 def timeit(fn, repeats):
+    """(median, min) wall ms and median process CPU ms of ``repeats`` calls. With one thread the CPU
+    time is close to what an idle core would take: on this shared machine it moves far less with the
+    other jobs' load than the wall time does (it still includes cache and memory-bandwidth contention)."""
     fn()
-    ts = []
+    ts, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(ts)), 1e3 * float(np.min(ts))
+        cpu.append(time.process_time() - c)
+    return 1e3 * float(np.median(ts)), 1e3 * float(np.min(ts)), 1e3 * float(np.median(cpu))
 
 
-def speed(net, repeats):
+BUDGET_MS = 40.0  # 25 FPS end to end: detection, pose, correspondences and tracking share it
+SPEED_PEOPLE = 6  # vtest.avi has about 6 walkers in view
+
+
+def with_input_size(net, size: int, square: bool = True):
+    """The same weights on another letterbox canvas (the network is fully convolutional; people then
+    look smaller than in training, hence the accuracy column)."""
+    other = copy.deepcopy(net)
+    other.config = dataclasses.replace(net.config, input_size=size, square=square)
+    return other
+
+
+def speed(net, frame: np.ndarray, sizes, repeats: int, people: int = SPEED_PEOPLE):
+    """Rows per input size, at the current torch thread count: (size, square canvas, unpadded canvas,
+    then ``timeit`` triples (median, min, CPU) for: features on the square canvas (eager), the same
+    through the frozen TorchScript CPU path the tracker uses (``freeze_for_cpu``, when the model has
+    it, else None), features without square padding (eager), per person with refinement, per person
+    affinity only). Per person = one ``propagate`` of ``people`` people (affinity maps, refinement
+    incl. its per-pair term, decoding) / ``people``: the tracker's unit."""
+    h, w = frame.shape[:2]
+    rng = np.random.default_rng(0)
+    kp = np.ones((people, 17, 3))
+    kp[..., 0] = rng.uniform(0, w - 1, (people, 17))
+    kp[..., 1] = rng.uniform(0, h - 1, (people, 17))
+    poses = Poses(kp, COCO17)
     rows = []
-    with torch.inference_mode():
-        for w, h in ((512, 512), (512, 384)):
-            x = torch.rand(1, 3, h, w)
-            rows.append((f"features, {w}x{h} canvas (per frame)", *timeit(lambda: net.features(x), repeats)))
-        f = net.features(torch.rand(1, 3, 512, 512))
-        g = torch.rand(1, 6 * 17, 2) * 127
-        rows.append(("affinity maps, 6 people (per frame pair)", *timeit(lambda: net.affinity(f, f, g), repeats)))
-        maps = net.affinity(f, f, g).reshape(1, 6, 17, 128, 128)
-        med, best = timeit(lambda: net.refine(f, f, maps), repeats)
-        rows.append(("refinement, 6 people in one batch (per person)", med / 6, best / 6))
+    for size in sizes:
+        sq, rect = with_input_size(net, size, True), with_input_size(net, size, False)
+        f_sq = timeit(lambda: frame_features(sq, frame), repeats)
+        f_frozen = None
+        if hasattr(sq, "freeze_for_cpu"):
+            fz = with_input_size(net, size, True).freeze_for_cpu()
+            f_frozen = timeit(lambda: frame_features(fz, frame), repeats)  # the first call traces, untimed
+        f_rect = timeit(lambda: frame_features(rect, frame), repeats)
+        fa, fb = frame_features(sq, frame), frame_features(sq, frame)
+        ref = timeit(lambda: propagate(sq, None, None, poses, feats_a=fa, feats_b=fb), repeats)
+        aff = timeit(lambda: propagate(sq, None, None, poses, feats_a=fa, feats_b=fb, use_refinement=False), repeats)
+        canvas = (fa.letterbox.canvas_w, fa.letterbox.canvas_h)
+        rect_canvas = (rect.letterbox(w, h).canvas_w, rect.letterbox(w, h).canvas_h)
+        rows.append((size, canvas, rect_canvas, f_sq, f_frozen, f_rect, tuple(t / people for t in ref),
+                     tuple(t / people for t in aff)))
     return rows
+
+
+def code_version() -> str:
+    """Commit of the working tree (read from .git, no git process) and the time, for timings."""
+    head = ROOT / ".git" / "HEAD"
+    commit = "unknown"
+    if head.is_file():
+        ref = head.read_text().strip()
+        commit = ref
+        if ref.startswith("ref: "):
+            name = ref[5:]
+            loose = ROOT / ".git" / name
+            if loose.is_file():
+                commit = loose.read_text().strip()
+            elif (ROOT / ".git" / "packed-refs").is_file():
+                for line in (ROOT / ".git" / "packed-refs").read_text().splitlines():
+                    if line.endswith(" " + name):
+                        commit = line.split()[0]
+    return f"commit {commit[:10]} (plus any uncommitted changes), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
 
 
 def main() -> None:
@@ -240,13 +524,22 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=DEFAULT_WEIGHTS)
     ap.add_argument("--pairs", type=int, default=12, help="warps per image")
     ap.add_argument("--seed", type=int, default=2024)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the accuracy sets")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-accuracy", action="store_true")
-    ap.add_argument("--sets", default="a,b", help="accuracy sets to run: a (affine pairs), b (synthetic sequences)")
+    ap.add_argument("--sets", default="a,b,c", help="accuracy sets to run: a (affine pairs), b (synthetic sequences), "
+                                                 "c (real video pairs against the teacher)")
     ap.add_argument("--synth", type=Path, default=ROOT / "out" / "bench_corr_synth",
                     help="set (b) suite folder; made here (crossing, seed 123, 3 x 60 frames) when absent")
+    ap.add_argument("--teacher-cache", type=Path, default=ROOT / "out" / "bench_corr_real" / "teacher.json",
+                    help="set (c): the teacher's boxes and keypoints per frame (made on first use)")
+    ap.add_argument("--anchors", type=int, default=RealPairConfig.anchors_per_source,
+                    help="set (c): first frames per source (each gives one pair per gap)")
+    ap.add_argument("--speed-sizes", default="512,384,320", help="input sizes (longer side) for the speed table")
+    ap.add_argument("--speed-threads", default="1,2", help="thread counts for the speed table")
+    ap.add_argument("--speed-pck", action="store_true",
+                    help="also score set (b) (trained model, with and without refinement) at each speed input size")
     args = ap.parse_args()
     sets = set(args.sets.split(","))
     torch.set_num_threads(args.threads)
@@ -298,15 +591,86 @@ def main() -> None:
         for m, (vis, hid) in occl.items():
             if not m.startswith("untrained"):
                 print(f"| {m} | {np.mean(vis):.3f} | {np.mean(hid):.3f} | {auc(vis, hid):.3f} | {len(hid)} |")
+    if not args.skip_accuracy and "c" in sets:
+        t = time.time()
+        cfg = dataclasses.replace(RealPairConfig(), anchors_per_source=args.anchors)
+        methods, hits, counts, people = accuracy_real(nets, args.teacher_cache, cfg)
+        srcs = [s for s in REAL_SOURCES if any(counts.get((g, s), [0])[0] for g in cfg.gaps)]
+        pool = lambda m, g, ss=REAL_SOURCES: [h for s in ss for h in hits.get((m, g, s), [])]  # noqa: E731
+        print(f"\nReal video pairs vs the teacher (NanoDet + MoveNet thunder), frames with index % {TRAIN_EVERY} "
+              f"!= 0 only; unambiguous people (separation {cfg.separation} x box diagonal, shift <= "
+              f"{cfg.max_shift} x diagonal), joints the teacher scores >= {cfg.min_joint_score} in both frames "
+              f"({time.time() - t:.0f} s). This measures agreement with the teacher.\n")
+        print("| source | " + " | ".join(f"gap {g}: pairs / people / joints" for g in cfg.gaps) + " |")
+        print("|---" * (1 + len(cfg.gaps)) + "|")
+        for s in srcs + ["all"]:
+            ss = REAL_SOURCES if s == "all" else (s,)
+            cells = [f"{sum(counts.get((g, x), [0, 0])[0] for x in ss)} / {sum(counts.get((g, x), [0, 0])[1] for x in ss)}"
+                     f" / {len(pool(methods[0], g, ss))}" for g in cfg.gaps]
+            print(f"| {s} | " + " | ".join(cells) + " |")
+        print("\n| method | " + " | ".join(f"PCK@0.1 gap {g}" for g in cfg.gaps) + " |")
+        print("|---" * (1 + len(cfg.gaps)) + "|")
+        for m in methods:
+            print(f"| {m} | " + " | ".join(f"{100 * np.mean(pool(m, g)):.1f}" for g in cfg.gaps) + " |")
+        print("\nTrained + refinement minus each other method, PCK@0.1 points [95 % interval, bootstrap over "
+              "people]\n")
+        print("| vs | " + " | ".join(f"gap {g}" for g in cfg.gaps) + " |")
+        print("|---" * (1 + len(cfg.gaps)) + "|")
+        groups = lambda g: [f"{s}:{p}" for s in REAL_SOURCES for p in people.get((g, s), [])]  # noqa: E731
+        for m in methods[1:]:
+            cells = ["{:+.1f} [{:+.1f}, {:+.1f}]".format(*paired_bootstrap(pool(methods[0], g), pool(m, g), groups(g)))
+                     for g in cfg.gaps]
+            print(f"| {m} | " + " | ".join(cells) + " |")
+        print("\nPer source (PCK@0.1, gaps " + " / ".join(map(str, cfg.gaps)) + ")\n")
+        print("| method | " + " | ".join(_short(s) for s in srcs) + " |")
+        print("|---" * (1 + len(srcs)) + "|")
+        for m in methods:
+            cells = [" / ".join(f"{100 * np.mean(pool(m, g, (s,))):.1f}" if pool(m, g, (s,)) else "-"
+                                for g in cfg.gaps) for s in srcs]
+            print(f"| {m} | " + " | ".join(cells) + " |")
+        print("\nPCKh@0.5: not derivable: the teacher gives COCO-17 joints and no head box.")
     if not args.skip_speed:
-        load = os.getloadavg()[0]
-        print(f"\nSpeed on this CPU, {args.threads} threads, load average {load:.1f} (ms: median / best of "
-              f"{args.repeats})\n")
-        print("| stage | median ms | best ms |")
-        print("|---|---|---|")
-        for name, med, best in speed(trained, args.repeats):
-            print(f"| {name} | {med:.1f} | {best:.1f} |")
+        sizes = [int(x) for x in args.speed_sizes.split(",")]
+        frame = _read_frames(DATA / "opencv" / "vtest.avi", {101})[101]
+        print(f"\nSpeed on this CPU ({code_version()}), vtest.avi frame 768x576, ms median / min of "
+              f"{args.repeats}; per person = one propagate of {SPEED_PEOPLE} people / {SPEED_PEOPLE}. "
+              f"Budget at 25 FPS: {BUDGET_MS:.0f} ms per frame for everything.\n")
+        print("Cells: wall median / wall min / process CPU median (with 2 threads the CPU time is the sum "
+              "of both).\n")
+        print("| threads | load avg | input | features, square canvas | same, frozen (tracker's path) | "
+              "features, no square padding | per person: affinity + refinement | per person: affinity only | "
+              f"frozen features + {SPEED_PEOPLE} people (square, refined): median / min / CPU |")
+        print("|---" * 9 + "|")
+        cell = lambda t, d=0: " / ".join(f"{x:.{d}f}" for x in t)  # noqa: E731
+        for nt in [int(x) for x in args.speed_threads.split(",")]:
+            torch.set_num_threads(nt)
+            load = os.getloadavg()[0]
+            for size, canvas, rect, fsq, ffz, frect, ref, aff in speed(trained, frame, sizes, args.repeats):
+                tot = [(ffz or fsq)[i] + SPEED_PEOPLE * ref[i] for i in (0, 1, 2)]
+                print(f"| {nt} | {load:.1f} | {size} | {canvas[0]}x{canvas[1]}: {cell(fsq)} | "
+                      f"{cell(ffz) if ffz else 'n/a'} | "
+                      f"{rect[0]}x{rect[1]}: {cell(frect)} | {cell(ref, 1)} | {cell(aff, 1)} | "
+                      f"{cell(tot)} ({min(tot) / BUDGET_MS:.1f}x the budget at best) |")
+            print(f"(load average after: {os.getloadavg()[0]:.1f})")
+        torch.set_num_threads(args.threads)
+        if args.speed_pck:
+            if not (args.synth / "posetrack").is_dir():
+                raise SystemExit(f"{args.synth}: run --sets b first to make the set (b) suite")
+            print("\nAccuracy at each input size, set (b) (square canvas; the model was trained at 512)\n")
+            print("| input | refined PCK@0.1 gap 1 / 5 / 10 | without refinement gap 1 / 5 / 10 |")
+            print("|---|---|---|")
+            for size in sizes:
+                net = with_input_size(trained, size)
+                _, hits, _, _ = accuracy_synth({"trained + refinement": net, "trained, without refinement": net},
+                                               args.synth, flow=False)
+                cell = lambda m: " / ".join(f"{100 * np.mean(hits[m, g]):.1f}" for g in (1, 5, 10))  # noqa: E731
+                print(f"| {size} | {cell('trained + refinement')} | {cell('trained, without refinement')} |")
 
 
 if __name__ == "__main__":
-    main()
+    from corrtrack.errors import CorrtrackError
+
+    try:
+        main()
+    except CorrtrackError as e:  # bad input: one line, not a traceback
+        raise SystemExit(f"bench_corr: error: {e}") from None

@@ -22,6 +22,12 @@ def corr_cmd(
     steps_refine: int = typer.Option(1500, help="Steps of the refinement stage (Siamese frozen)."),
     batch_size: int = typer.Option(8, help="Images per step and process."),
     lr: float = typer.Option(1e-3, help="Base learning rate (x0.1 after 75% of each stage)."),
+    refine_sigma: float = typer.Option(1.0, "--refine-sigma",
+                                       help="Target Gaussian of the refinement stage, in feature cells."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from",
+                                             help="Start from this corrnet.pt's Siamese weights (everything but "
+                                                  "the refinement); e.g. with --steps-siamese 0 to train only a "
+                                                  "new refinement."),
     seed: int = typer.Option(0, help="Seed: same seed and data give the same model."),
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
     workers: int = typer.Option(2, help="Data loading processes."),
@@ -42,12 +48,19 @@ def corr_cmd(
 
     if len(annotations) != len(images):
         raise CorrtrackError(f"{annotations[0]}: give one --images folder per --annotations file")
+    if not refine_sigma > 0:
+        raise CorrtrackError(f"--refine-sigma: must be > 0, got {refine_sigma}")
+    if init_from is not None and not init_from.is_file():
+        raise CorrtrackError(f"{init_from}: --init-from model not found")
     if not resume and (out / "checkpoint.pt").exists():
         (out / "checkpoint.pt").unlink()
-    net = dataclasses.replace(CorrNetConfig(), backbone=backbone, input_size=input_size)
+    # With --init-from every Siamese weight is overwritten: loading ImageNet weights first would be wasted.
+    net = dataclasses.replace(CorrNetConfig(), backbone=backbone, input_size=input_size,
+                              pretrained=init_from is None)
     cfg = CorrTrainConfig(annotations=tuple(map(str, annotations)), images=tuple(map(str, images)), out_dir=str(out),
                           net=net, steps_siamese=steps_siamese, steps_refine=steps_refine, batch_size=batch_size,
-                          lr=lr, seed=seed, device=device, workers=workers, checkpoint_every=checkpoint_every)
+                          lr=lr, refine_sigma=refine_sigma, init_from=str(init_from) if init_from else "",
+                          seed=seed, device=device, workers=workers, checkpoint_every=checkpoint_every)
     path = train_corr(cfg, resume=resume, stop_after=stop_after)
     if path.is_file():
         typer.echo(f"model: {path}")

@@ -1,0 +1,74 @@
+"""Set (c) of benchmarks/bench_corr.py: which frames are used and which people count as one identity."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_corr.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_corr", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_anchors_avoid_training_frames(bench):
+    a = bench.real_anchors(795, 48)
+    assert len(a) == 48 and a == sorted(set(a))
+    for x in a:
+        assert x + 10 < 795 and all((x + d) % 4 for d in (0, 1, 5, 10))
+    assert a[0] < 20 and a[-1] > 770  # spread over the whole video
+    # Short videos give what fits: a 5-frame source only a gap-1 pair from frame 1 (0 and 4 were trained on).
+    assert bench.real_anchors(5, 48) == [1]
+    short = bench.real_anchors(8, 48)
+    assert short == [1, 5] and all((x + g) % 4 for x in short for g in (1, 5) if x + g < 8)
+    assert bench.real_anchors(30, 100) == [1, 5, 9, 13, 17]
+
+
+def _box(cx, cy, w=40, h=100):
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def test_unambiguous_matches(bench):
+    m = bench.unambiguous_matches
+    diag = np.hypot(40, 100)  # 107.7
+    one = np.array([_box(100, 100)])
+    assert m(one, [0.9], np.array([_box(120, 100)]), [0.8]) == [(0, 0)]  # one person in view
+    # Moved more than 0.75 diagonals: not trusted to be the same person.
+    assert m(one, [0.9], np.array([_box(100 + 0.8 * diag, 100)]), [0.8]) == []
+    # A low-confidence subject is not scored (but still a neighbour of others).
+    assert m(one, [0.45], np.array([_box(100, 100)]), [0.9]) == []
+    two_far = np.array([_box(100, 100), _box(100 + 1.6 * diag, 100)])
+    assert m(two_far, [0.9, 0.9], two_far, [0.9, 0.9]) == [(0, 0), (1, 1)]
+    two_near = np.array([_box(100, 100), _box(100 + 1.4 * diag, 100)])
+    assert m(two_near, [0.9, 0.9], two_near, [0.9, 0.9]) == []
+    # Far apart in frame a but a neighbour close in frame b: ambiguous there, so not scored.
+    b = np.array([_box(100, 100), _box(100 + diag, 100), _box(100 + 3 * diag, 100)])
+    a = np.array([_box(100, 100), _box(100 + 3 * diag, 100)])
+    assert m(a, [0.9, 0.9], b, [0.9, 0.41, 0.9]) == [(1, 2)]
+    assert m(a, [0.9, 0.9], np.zeros((0, 4)), []) == []
+
+
+def test_paired_bootstrap(bench):
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 10)
+    h = rng.random(400) < 0.8
+    assert bench.paired_bootstrap(h, h, groups) == (0.0, 0.0, 0.0)
+    better = h | (rng.random(400) < 0.5)
+    d, lo, hi = bench.paired_bootstrap(better, h, groups)
+    assert d > 0 and 0 < lo < d < hi
+    # A gain on whole people (all 10 joints of 10 of the 40) is less evidence than the same gain on
+    # 100 independent joints: the interval over people must be wider than one over joints.
+    gain = groups < 10
+    none = np.zeros(400, bool)
+    d_p, lo_p, hi_p = bench.paired_bootstrap(gain, none, groups)
+    d_j, lo_j, hi_j = bench.paired_bootstrap(gain, none, np.arange(400))
+    assert d_p == d_j == 25.0 and hi_p - lo_p > 1.5 * (hi_j - lo_j)
