@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Modules of corrtrack.cli that define commands; each has register(app).
-COMMAND_MODULES = ("version", "eval", "models", "detect", "track", "train", "data", "pose")
+COMMAND_MODULES = ("version", "eval", "models", "detect", "track", "train", "data", "pose", "bench")
 
 
 @app.callback()
