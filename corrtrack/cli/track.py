@@ -72,6 +72,12 @@ def register(app: typer.Typer) -> None:
         eval_gt: Optional[Path] = typer.Option(None, "--eval",
                                                help="Evaluate against this ground truth (PoseTrack file or folder)."),
         workers: int = typer.Option(1, "--workers", min=1, help="Processes for a folder of videos."),
+        ray_address: Optional[str] = typer.Option(
+            None, "--ray", metavar="ADDRESS",
+            help="Track a folder of videos as Ray tasks (pip install 'corrtrack\\[ray]'). ADDRESS goes to "
+                 "ray.init: local (a new local cluster for this run), auto (the running cluster or $RAY_ADDRESS), "
+                 "host:port or ray://host:10001."),
+        ray_gpus: float = typer.Option(0.0, "--ray-gpus", min=0.0, help="GPUs each Ray task asks for."),
         force: bool = typer.Option(False, "--force", help="Track again sequences whose outputs are complete."),
         corr_weights: Optional[Path] = typer.Option(None, "--corr-weights",
                                                     help="Correspondence model file (default: the shipped one)."),
@@ -86,7 +92,7 @@ def register(app: typer.Typer) -> None:
         import logging
         from dataclasses import replace
 
-        from corrtrack.pipeline.run import RunConfig, discover_inputs, format_timings, track_many
+        from corrtrack.pipeline.run import RayConfig, RunConfig, discover_inputs, format_timings, track_many
         from corrtrack.pipeline.tracker import RecoveryConfig
 
         logging.basicConfig(level=logging.WARNING, format="corrtrack: warning: %(message)s")
@@ -105,7 +111,8 @@ def register(app: typer.Typer) -> None:
         config = RunConfig(tracker=tracker, pose=pose_config(pose_model), render=render, start=start,
                            end=end, device=device, progress=not quiet,
                            corr_weights=str(corr_weights) if corr_weights else None)
-        results = track_many(seqs, out_dir, config, workers=workers, skip_complete=not force)
+        ray = None if ray_address is None else RayConfig(address=ray_address, gpus_per_task=ray_gpus)
+        results = track_many(seqs, out_dir, config, workers=workers, skip_complete=not force, ray=ray)
         for r in results:
             if r.error:
                 typer.echo(f"{r.name}: not tracked ({r.error})", err=True)
@@ -115,13 +122,15 @@ def register(app: typer.Typer) -> None:
                 continue
             typer.echo(f"{r.name}: {r.frames} frames, {r.tracks} tracks, {r.poses} poses -> "
                        f"{r.outputs['posetrack'].parent.parent}" + (" (interrupted)" if r.interrupted else ""))
+            if r.frames and not r.poses:
+                typer.echo(f"{r.name}: no people found in {r.frames} frames; its outputs are written empty")
             if not quiet:
                 typer.echo(format_timings(r.timings, r.frames, r.seconds))
         if any(r.interrupted for r in results):
             raise CorrtrackError("interrupted; the outputs hold the frames tracked so far", exit_code=130)
         failed = [r.name for r in results if r.error]
         if failed:
-            raise CorrtrackError(f"{input}: {len(failed)} of {len(results)} sequences could not be read "
+            raise CorrtrackError(f"{input}: {len(failed)} of {len(results)} sequences could not be tracked "
                                  f"({', '.join(failed)})")
         if eval_gt is not None:
             from corrtrack.cli.eval import print_report

@@ -1,0 +1,233 @@
+"""`corrtrack track` on bad inputs and batches, on generated videos with a fake detector.
+
+The videos are MJPG AVIs of bright rectangles ("people") walking on a dark
+background; ``blob_parts`` stands in for the networks: every bright blob is a
+person whose pose fills the blob. It is a module-level function, so worker
+processes and Ray tasks can build it too (test_track_cli_ray.py).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_tracker import TEMPLATE  # a standing person in body heights (tests/unit is on sys.path)
+
+from corrtrack.errors import CorrtrackError
+from corrtrack.structures import Poses
+
+SIZE = (320, 240)  # width, height
+PERSON = (24, 80)  # rectangle width, height
+
+
+def walkers_avi(path: Path, n: int, people=lambda f: [(60 + 3 * f, 120), (250 - 3 * f, 140)],
+                corrupt: tuple[int, ...] = ()) -> Path:
+    """MJPG AVI of ``n`` frames; frame f shows a rectangle centred at each of ``people(f)``.
+
+    Every MJPG frame is its own JPEG: wiping the start of frame i's JPEG makes
+    exactly that frame undecodable (``corrupt``).
+    """
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, SIZE)
+    assert w.isOpened()
+    for f in range(n):
+        img = np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
+        for x, y in people(f):
+            x1, y1 = int(x - PERSON[0] / 2), int(y - PERSON[1] / 2)
+            img[y1:y1 + PERSON[1], x1:x1 + PERSON[0]] = 230
+        w.write(img)
+    w.release()
+    if corrupt:
+        data = bytearray(path.read_bytes())
+        soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+        assert len(soi) == n
+        for i in corrupt:
+            data[soi[i]:soi[i] + 200] = bytes(200)
+        path.write_bytes(bytes(data))
+    return path
+
+
+def blob_detect(image: np.ndarray) -> Poses:
+    """Every bright blob is a person; its pose is the template stretched over the blob."""
+    mask = (image.mean(axis=2) > 128).astype(np.uint8)
+    count, _, stats, centroids = cv2.connectedComponentsWithStats(mask)
+    people = []
+    for i in range(1, count):
+        if stats[i, cv2.CC_STAT_AREA] < 300:
+            continue
+        kp = np.zeros((1, 17, 3))
+        kp[0, :, :2] = TEMPLATE * stats[i, cv2.CC_STAT_HEIGHT] + centroids[i]
+        kp[0, :, 2] = 0.9
+        people.append(Poses(kp, "coco17"))
+    return Poses.concat(people, layout="coco17") if people else Poses.empty("coco17")
+
+
+def passthrough(image: np.ndarray, boxes):
+    return boxes  # blob_detect already gives poses
+
+
+def blob_parts(config):
+    from corrtrack.pipeline.run import Parts
+
+    return Parts(blob_detect, passthrough)
+
+
+FAKE_ARGS = ["--similarity", "oks", "--no-recovery", "-q"]  # what the fakes can do: no correspondences
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """Runs `corrtrack track ...` in process with the fake networks."""
+    from typer.testing import CliRunner
+
+    from corrtrack.cli import app
+    from corrtrack.pipeline import run as run_mod
+
+    monkeypatch.setattr(run_mod, "build_parts", blob_parts)
+
+    def invoke(*args):
+        return CliRunner().invoke(app, ["track", *map(str, args), *FAKE_ARGS])
+    return invoke
+
+
+def _posetrack(out: Path, name: str):
+    from corrtrack.io.posetrack import read_posetrack
+    from corrtrack.pipeline.run import output_path
+
+    return read_posetrack(output_path(out, "posetrack", name))
+
+
+def test_fake_detector_sees_the_walkers(tmp_path):
+    from corrtrack.io.video import open_source
+
+    frames = list(open_source(walkers_avi(tmp_path / "w.avi", 3)))
+    found = blob_detect(frames[2].image)
+    assert len(found) == 2
+    np.testing.assert_allclose(np.sort(found.keypoints[:, 11:13, 0].mean(1)), [66, 244], atol=2)
+
+
+def test_video_without_people_writes_empty_outputs(cli, tmp_path):
+    from corrtrack.io.csv import read_csv
+    from corrtrack.pipeline.run import is_complete, output_path
+
+    video = walkers_avi(tmp_path / "empty_street.avi", 6, people=lambda f: [])
+    out = tmp_path / "out"
+    res = cli(video, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "empty_street: 6 frames, 0 tracks, 0 poses" in res.output
+    assert "no people found in 6 frames" in res.output
+    seq = _posetrack(out, "empty_street")
+    assert len(seq) == 6 and all(len(p) == 0 for p in seq.poses)
+    assert json.loads(output_path(out, "coco", "empty_street").read_text()) == []
+    assert sum(len(p) for p in read_csv(output_path(out, "csv", "empty_street"), "coco17").poses) == 0
+    assert is_complete(out, "empty_street")  # complete, so a batch rerun skips it
+
+
+def test_corrupt_frames_in_a_video_are_skipped_and_ids_continue(cli, tmp_path, caplog):
+    video = walkers_avi(tmp_path / "walk.avi", 12, corrupt=(5, 6))
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        res = cli(video, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "walk: 12 frames, 2 tracks, 20 poses" in res.output
+    assert any("walk.avi" in r.getMessage() and "frames 5..6" in r.getMessage() for r in caplog.records)
+    seq = _posetrack(out, "walk")
+    # The undecodable frames are written empty, so frames stay aligned with the source ...
+    assert [f.index for f in seq.frames] == list(range(12))
+    assert [len(p) for p in seq.poses] == [2] * 5 + [0, 0] + [2] * 5
+    # ... and each walker keeps its id across the gap (left walker first).
+    ids = [p.track_ids[np.argsort(p.keypoints[:, 11, 0])].tolist() for p in seq.poses if len(p)]
+    assert ids == [ids[0]] * 10 and sorted(ids[0]) == [0, 1]
+
+
+def test_single_frame_video(cli, tmp_path):
+    from corrtrack.io.video import open_source
+    from corrtrack.pipeline.run import output_path
+
+    video = walkers_avi(tmp_path / "still.avi", 1, people=lambda f: [(160, 120)])
+    out = tmp_path / "out"
+    res = cli(video, "-o", out, "--render")
+    assert res.exit_code == 0, res.output
+    assert "still: 1 frames, 1 tracks, 1 poses" in res.output  # min track length gives way on a 1-frame clip
+    seq = _posetrack(out, "still")
+    assert len(seq) == 1 and seq.track_ids() == [0]
+    with open_source(output_path(out, "video", "still")) as rendered:
+        assert len(list(rendered)) == 1
+
+
+def test_non_video_file_is_a_one_line_error(tmp_path):
+    """Through the real entry point: exit code 1, one line naming the file, no traceback."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video\n" * 20)
+    proc = subprocess.run([sys.executable, "-c", "from corrtrack.cli import main; main()", "track", str(notes),
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("corrtrack: error: ") and str(notes) in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()  # failed before writing anything
+
+
+def test_a_bad_video_in_a_folder_does_not_stop_the_batch(cli, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    walkers_avi(folder / "a.avi", 4)
+    (folder / "b.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    out = tmp_path / "out"
+    res = cli(folder, "-o", out)
+    assert res.exit_code == 1
+    assert "a: 4 frames, 2 tracks, 8 poses" in res.output and "b: not tracked" in res.output
+    assert isinstance(res.exception, CorrtrackError) and "1 of 2 sequences could not be tracked (b)" in str(
+        res.exception)
+    assert len(_posetrack(out, "a")) == 4
+
+
+@pytest.mark.parametrize("args, address", [(["--ray", "local"], "local"), (["--ray=auto"], "auto"),
+                                           (["--ray", "10.0.0.1:6379"], "10.0.0.1:6379"), ([], "no ray")])
+def test_ray_option_passes_the_address_as_ray_init_reads_it(cli, tmp_path, monkeypatch, args, address):
+    from corrtrack.pipeline import run as run_mod
+
+    seen = []
+    monkeypatch.setattr(run_mod, "track_many", lambda seqs, out, cfg, workers, skip_complete, ray: seen.append(ray)
+                        or [])
+    walkers_avi(tmp_path / "a.avi", 2)
+    res = cli(tmp_path / "a.avi", "-o", tmp_path / "out", *args)
+    assert res.exit_code == 0, res.output
+    assert (seen[0].address if seen[0] else "no ray") == address
+
+
+def test_ray_not_installed_is_a_clear_error(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    walkers_avi(tmp_path / "a.avi", 2)
+    res = cli(tmp_path / "a.avi", "-o", tmp_path / "out", "--ray", "local")
+    assert isinstance(res.exception, CorrtrackError)
+    assert "pip install 'corrtrack[ray]'" in str(res.exception)
+
+
+def test_worker_processes_track_each_video_and_resume(tmp_path):
+    """--workers: spawned processes run track_one per video; complete videos are skipped next time."""
+    from corrtrack.pipeline.run import (
+        RunConfig,
+        discover_inputs,
+        is_complete,
+        track_many,
+    )
+    from corrtrack.pipeline.tracker import RecoveryConfig, TrackerConfig
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    walkers_avi(folder / "a.avi", 5)
+    walkers_avi(folder / "b.avi", 4, people=lambda f: [(100, 120)])
+    (folder / "c.avi").write_bytes(b"RIFF" + bytes(500))
+    cfg = RunConfig(tracker=TrackerConfig(similarity="oks", recovery=RecoveryConfig(enabled=False)), progress=False)
+    out = tmp_path / "out"
+    res = {r.name: r for r in track_many(discover_inputs(folder), out, cfg, workers=2, parts_factory=blob_parts)}
+    assert (res["a"].frames, res["a"].poses, res["b"].frames, res["b"].poses) == (5, 10, 4, 4)
+    assert res["c"].error and "c.avi" in res["c"].error
+    assert is_complete(out, "a") and is_complete(out, "b") and not is_complete(out, "c")
+    again = track_many(discover_inputs(folder), out, cfg, workers=2, parts_factory=blob_parts)
+    assert sorted((r.name, r.skipped, bool(r.error)) for r in again) == [("a", True, False), ("b", True, False),
+                                                                         ("c", False, True)]
