@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -54,7 +54,36 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             os.fsync(f.fileno())
 
 
+class JsonStream:
+    """A JSON array whose items come from an iterable, written one by one by ``write_json``:
+    a tracking result of an hour of video never has to be a list in memory."""
+
+    def __init__(self, items: Iterable[Any]):
+        self.items = items
+
+
+def _dump(obj: Any, f: IO) -> None:
+    if isinstance(obj, JsonStream):
+        f.write("[")
+        for i, item in enumerate(obj.items):
+            f.write(("," if i else "") + json.dumps(item))
+        f.write("]")
+    elif isinstance(obj, dict) and any(isinstance(v, JsonStream) for v in obj.values()):
+        f.write("{")
+        for i, (k, v) in enumerate(obj.items()):
+            f.write(("," if i else "") + json.dumps(str(k)) + ":")
+            _dump(v, f)
+        f.write("}")
+    else:
+        f.write(json.dumps(obj))
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
-    """Write ``obj`` as JSON atomically."""
+    """Write ``obj`` as JSON atomically. ``JsonStream`` values (top level, or values of a
+    top-level dict) are streamed item by item; ``indent`` applies to plain objects only."""
     with atomic_open(path, "w") as f:
-        json.dump(obj, f, indent=indent)
+        if indent is not None:
+            json.dump(obj, f, indent=indent)
+        else:
+            # one json.dumps per item: much faster than json.dump's many small writes
+            _dump(obj, f)

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from corrtrack.errors import CorrtrackError
-from corrtrack.io.atomic import write_json
+from corrtrack.io.atomic import JsonStream, write_json
 from corrtrack.layouts import COCO17, POSETRACK18, KeypointLayout, get_layout
 from corrtrack.structures import DETECTED, GROUND_TRUTH, FrameInfo, Poses, PoseSequence
 
@@ -197,32 +197,37 @@ def write_coco_results(path: str | os.PathLike, data: ResultsInput,
     keypoints first (default: keep each frame's own layout).
     """
     path = Path(path)
-    entries = []
-    seen: dict[Any, int] = {}
-    for seq_no, (frame, poses) in _frame_items(data):
-        image_id = frame.image_id
-        if image_id is None:
-            if seq_no > 0:
-                raise CorrtrackError(f"{path}: frames of several sequences have no image_id; "
-                                     "results could not be told apart")
-            image_id = frame.index
-        if seen.setdefault(image_id, seq_no) != seq_no:
-            raise CorrtrackError(f"{path}: image_id {image_id} occurs in two sequences")
-        if layout is not None:
-            poses = poses.to_layout(layout)
-        for i in range(len(poses)):
-            x1, y1, x2, y2 = poses.boxes[i]
-            kp = poses.keypoints[i]
-            entries.append({
-                "image_id": int(image_id) if isinstance(image_id, (int, np.integer)) else image_id,
-                "category_id": PERSON_CATEGORY_ID,
-                "keypoints": [_num(v, 6 if j % 3 == 2 else 3) for j, v in enumerate(kp.reshape(-1))],
-                "score": _num(poses.scores[i], 6),
-                "bbox": [_num(x1, 3), _num(y1, 3), _num(x2 - x1, 3), _num(y2 - y1, 3)],
-                "track_id": int(poses.track_ids[i]),
-            })
-    write_json(path, entries)
-    return len(entries)
+    count = 0
+
+    def entries():  # streamed: a tracker's poses come from disk, never all in memory
+        nonlocal count
+        seen: dict[Any, int] = {}
+        for seq_no, (frame, poses) in _frame_items(data):
+            image_id = frame.image_id
+            if image_id is None:
+                if seq_no > 0:
+                    raise CorrtrackError(f"{path}: frames of several sequences have no image_id; "
+                                         "results could not be told apart")
+                image_id = frame.index
+            if seen.setdefault(image_id, seq_no) != seq_no:
+                raise CorrtrackError(f"{path}: image_id {image_id} occurs in two sequences")
+            if layout is not None:
+                poses = poses.to_layout(layout)
+            for i in range(len(poses)):
+                x1, y1, x2, y2 = poses.boxes[i]
+                kp = poses.keypoints[i]
+                count += 1
+                yield {
+                    "image_id": int(image_id) if isinstance(image_id, (int, np.integer)) else image_id,
+                    "category_id": PERSON_CATEGORY_ID,
+                    "keypoints": [_num(v, 6 if j % 3 == 2 else 3) for j, v in enumerate(kp.reshape(-1))],
+                    "score": _num(poses.scores[i], 6),
+                    "bbox": [_num(x1, 3), _num(y1, 3), _num(x2 - x1, 3), _num(y2 - y1, 3)],
+                    "track_id": int(poses.track_ids[i]),
+                }
+
+    write_json(path, JsonStream(entries()))
+    return count
 
 
 def read_coco_results(path: str | os.PathLike, layout: str | KeypointLayout = COCO17,

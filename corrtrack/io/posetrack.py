@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from corrtrack.errors import CorrtrackError
-from corrtrack.io.atomic import write_json
+from corrtrack.io.atomic import JsonStream, write_json
 from corrtrack.layouts import POSETRACK18, POSEVAL15
 from corrtrack.structures import DETECTED, GROUND_TRUTH, FrameInfo, Poses, PoseSequence
 
@@ -307,24 +307,30 @@ def write_posetrack(path: str | os.PathLike, seq: PoseSequence, *, ground_truth:
     frame_ids = seq.meta.get("frame_ids")
     if not frame_ids or len(frame_ids) != len(seq):
         frame_ids = [None] * len(seq)
-    images, annotations = [], []
-    for fi, (frame, poses) in enumerate(seq):
-        image_id = posetrack_image_id(seq, frame)
-        file_name = frame.file_name or f"images/{seq.name}/{frame.index:06d}.jpg"
-        im: dict[str, Any] = {"id": image_id, "file_name": file_name, "vid_id": vid_id,
-                              "frame_id": frame_ids[fi] if frame_ids[fi] is not None else image_id,
-                              "nframes": nframes, "is_labeled": bool(frame.is_labeled)}
-        if frame.width is not None:
-            im["width"] = int(frame.width)
-        if frame.height is not None:
-            im["height"] = int(frame.height)
-        if frame.ignore_regions or ground_truth:
-            im["ignore_regions_x"] = [[_num(v) for v in r[:, 0]] for r in frame.ignore_regions]
-            im["ignore_regions_y"] = [[_num(v) for v in r[:, 1]] for r in frame.ignore_regions]
-        images.append(im)
-        pt = poses.to_layout(POSETRACK18)
-        for i in range(len(pt)):
-            annotations.append(_annotation(pt, i, image_id, ground_truth))
+
+    def images():
+        for fi, frame in enumerate(seq.frames):
+            image_id = posetrack_image_id(seq, frame)
+            file_name = frame.file_name or f"images/{seq.name}/{frame.index:06d}.jpg"
+            im: dict[str, Any] = {"id": image_id, "file_name": file_name, "vid_id": vid_id,
+                                  "frame_id": frame_ids[fi] if frame_ids[fi] is not None else image_id,
+                                  "nframes": nframes, "is_labeled": bool(frame.is_labeled)}
+            if frame.width is not None:
+                im["width"] = int(frame.width)
+            if frame.height is not None:
+                im["height"] = int(frame.height)
+            if frame.ignore_regions or ground_truth:
+                im["ignore_regions_x"] = [[_num(v) for v in r[:, 0]] for r in frame.ignore_regions]
+                im["ignore_regions_y"] = [[_num(v) for v in r[:, 1]] for r in frame.ignore_regions]
+            yield im
+
+    def annotations():  # a second pass over the poses: a tracker's poses stream from disk
+        for frame, poses in seq:
+            image_id = posetrack_image_id(seq, frame)
+            pt = poses.to_layout(POSETRACK18)
+            for i in range(len(pt)):
+                yield _annotation(pt, i, image_id, ground_truth)
+
     categories = seq.meta.get("categories") if seq.meta.get("format") == 2018 else None
     if not categories:
         categories = [{"supercategory": "person", "id": 1, "name": "person",
@@ -332,7 +338,8 @@ def write_posetrack(path: str | os.PathLike, seq: PoseSequence, *, ground_truth:
                        "skeleton": [[a + 1, b + 1] for a, b in POSETRACK18.skeleton]}]
     elif list(categories[0].get("keypoints", [])) != list(POSETRACK18.joints):
         categories = [dict(categories[0], keypoints=list(POSETRACK18.joints))]
-    write_json(path, {"images": images, "annotations": annotations, "categories": categories})
+    write_json(path, {"images": JsonStream(images()), "annotations": JsonStream(annotations()),
+                      "categories": categories})
 
 
 def _annotation(pt: Poses, i: int, image_id: int, ground_truth: bool) -> dict:

@@ -226,3 +226,27 @@ def test_missing_file_and_folder(tmp_path):
         read_posetrack_dir(tmp_path / "nope")
     with pytest.raises(CorrtrackError, match=r"no \*.json"):
         read_posetrack_dir(tmp_path)
+
+
+def test_streamed_json_equals_plain_json_and_an_error_leaves_no_file(tmp_path):
+    import json
+
+    import pytest
+
+    from corrtrack.io.atomic import JsonStream, write_json
+
+    obj = {"images": [{"id": i, "name": f"f{i}"} for i in range(3)], "annotations": [], "categories": [{"id": 1}]}
+    write_json(tmp_path / "plain.json", obj)
+    write_json(tmp_path / "streamed.json", {"images": JsonStream(iter(obj["images"])),
+                                            "annotations": JsonStream(x for x in []), "categories": obj["categories"]})
+    write_json(tmp_path / "list.json", JsonStream(iter(obj["images"])))
+    assert json.loads((tmp_path / "streamed.json").read_text()) == json.loads((tmp_path / "plain.json").read_text())
+    assert json.loads((tmp_path / "list.json").read_text()) == obj["images"]
+
+    def broken():
+        yield {"id": 0}
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_json(tmp_path / "broken.json", {"images": JsonStream(broken())})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.json", "plain.json", "streamed.json"]
