@@ -45,6 +45,11 @@ class DetectorConfig:
     # and 10 more true walkers on 32 sampled vtest frames, no false positive (benchmarks/bench_pose.py).
     # None: the score threshold alone.
     candidate_threshold: float | None = 0.2
+    # At most this many candidates per frame, the best-scored (None: all). Each costs a pose estimate
+    # and most are background (vtest: ~5 a frame, 1 in 16 kept; synthetic crowds 10+), but a cap costs
+    # recall in crowds: PoseTrack18 thunder mAP 56.0 uncapped, 49.1 at 16, 39.2 at 4 (lightning 44.9 /
+    # 39.1 / 33.6). For speed over recall set a cap, or candidate_threshold=None.
+    max_candidates: int | None = None
     nms_iou: float = 0.6  # NanoDet's own test-time NMS
     # Long side of the network input: a multiple of 32 (the graph's is 416), or "auto": the frame's
     # long side × auto_scale rounded up to 32, clipped to auto_range. Why: at 416 a 1920×1080
@@ -352,6 +357,12 @@ class Detector:
             xyxy, cand_scores, labels = xyxy[big], cand_scores[big], labels[big]
             keep = batched_nms(xyxy, cand_scores, labels, cfg.nms_iou)[: cfg.max_detections]
             kept_scores = cand_scores[keep].double().cpu().numpy()
+            candidate = kept_scores <= cfg.score_threshold
+            # NMS keeps best-first order: the candidates past the first max_candidates are dropped
+            if cfg.max_candidates is not None:
+                sel = ~candidate | (np.cumsum(candidate) <= cfg.max_candidates)
+                keep = keep[torch.from_numpy(sel).to(keep.device)]
+                kept_scores, candidate = kept_scores[sel], candidate[sel]
             out.append(Detections(xyxy[keep].double().cpu().numpy(), kept_scores, labels[keep].cpu().numpy(),
-                                  kept_scores <= cfg.score_threshold))
+                                  candidate))
         return out

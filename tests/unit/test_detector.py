@@ -197,6 +197,9 @@ def test_detector_threshold_and_degenerate_inputs():
     assert sure(np.zeros((50, 70, 3), np.uint8)).origin.tolist() == [DETECTED]
     none = Detector(DetectorConfig(score_threshold=0.5, candidate_threshold=0.46), device="cpu", model=net)
     assert len(none(np.zeros((50, 70, 3), np.uint8))) == 0
+    capped = Detector(DetectorConfig(score_threshold=0.5, candidate_threshold=0.3, max_candidates=0), device="cpu",
+                      model=net)
+    assert len(capped(np.zeros((50, 70, 3), np.uint8))) == 0
     det = Detector(DetectorConfig(), device="cpu", model=OneBoxNet(10, 10, [1, 1, 1, 1]))
     assert len(det(np.zeros((1, 1, 3), np.uint8))) == 0  # a 1x1 frame runs; its 0.04 px box is dropped
     with pytest.raises(CorrtrackError):
