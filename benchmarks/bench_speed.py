@@ -108,7 +108,8 @@ def section(report, plot: Path) -> str:
                      f"{max(r.stage_ms['detect'] for r in synth):.0f} ms whatever the number of people.")
     lines += [
         "* What limits it: the correspondence stage runs the shipped correspondence network's Siamese branch on "
-        "a 512×512 letterbox of every frame (stride 4: 128×128 feature maps), whatever the number of people, "
+        "a letterbox of every frame, longer side 512 and fitted to its aspect (512×384 on 4:3 video; stride 4: "
+        "128×96 feature maps), whatever the number of people, "
         "then the refinement module on 17 full-size maps per live track, tracks kept alive for up to 25 frames "
         "after their person was last matched included: a fixed cost per frame plus one that grows with the "
         "number of tracks. The pose stage grows with the detected people (one MoveNet crop each).",
