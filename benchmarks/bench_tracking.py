@@ -1,7 +1,7 @@
 """The paper's Table 2 (similarities) and its ablation, on the synthetic suite, with our own detections.
 
     .venv/bin/python benchmarks/bench_tracking.py [--suite all] [--seed 0] [--quick]
-        [--sequences N] [--length N] [--methods corr,oks,...] [--set key=value ...]
+        [--sequences N] [--length N] [--subset N] [--until HH:MM] [--methods corr,oks,...] [--set key=value ...]
         [--cache-dir out/bench_tracking] [--threads 2] [--no-write]
 
 What it does, all cached under ``--cache-dir`` so that a second run (or one
@@ -68,6 +68,7 @@ TABLE2 = ("corr", "oks", "iou", "flow", "reid")
 ABLATION = ("corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
 ALL_METHODS = TABLE2 + ABLATION
 COLUMNS = ("MOTA", "IDSW", "mAP", "IDF1", "HOTA", "AssA", "Prec", "Rec")
+FEATURE_FRAMES = 400  # correspondence features kept per sequence (~2 MB a frame): the synth presets have <= 200
 
 
 # -- methods ----------------------------------------------------------------------------
@@ -223,7 +224,10 @@ class _CachedMaps:
         n, m = len(self), len(poses)
         out = np.zeros((n, m, self._k))
         keys = [poses.keypoints[j].tobytes() for j in range(m)]
-        missing = [j for j, key in enumerate(keys) if key not in self._values[0]] if n else []
+        # Entries are per source pose and may come from runs with other detections (the store is kept
+        # across detector changes: the propagated joints do not depend on them), so each may lack a
+        # different candidate.
+        missing = [j for j, key in enumerate(keys) if any(key not in v for v in self._values)] if n else []
         for j, key in enumerate(keys):
             if j not in missing:
                 for i in range(n):
@@ -257,6 +261,7 @@ class CorrStore:
             with open(path, "rb") as f:
                 self.entries = pickle.load(f)
         self.computed = 0
+        self.features_computed = 0  # backbone passes this store caused (diagnostic, printed per sequence)
 
     def reset(self) -> None:  # run.py's merging calls it; the cache is keyed by frame and pose, so keep it
         pass
@@ -273,6 +278,7 @@ class CorrStore:
             from corrtrack.pipeline.propagate import propagate
 
             sub = poses if rows is None else poses[np.asarray(rows, np.int64)]
+            self.features_computed += (src_index not in self.prop._feats) + (dst_index not in self.prop._feats)
             fa, fb = self.prop.features(src_index, src_image), self.prop.features(dst_index, dst_image)
             return propagate(self.prop.net, None, None, sub, fa, fb, use_refinement=self.refined, joint_thresh=jt)
 
@@ -357,6 +363,12 @@ class Models:
             from corrtrack.pipeline.tracker import TrackerConfig
 
             self._m["corr"] = CorrPropagator.load(self.weights, "cpu", cache_size=TrackerConfig().keep_alive + 2)
+            # Merging (eq. 8) propagates from a tracklet's start and centre, often far behind the
+            # current frame, and every corr variant and both merges go through this one cache: a
+            # window of keep_alive frames made merging recompute the backbone for most of its
+            # requests. Features are a pure function of the frame, so holding every frame of a
+            # sequence (set per sequence in track_suite, 2 MB each at 512 px) changes no result.
+            self._m["corr"].cache_size = FEATURE_FRAMES
         return self._m["corr"]
 
     def estimator(self):
@@ -382,21 +394,48 @@ def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
     return suite_dir / "runs" / f"{name}-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"
 
 
-def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, progress: bool) -> dict[str, Path]:
-    """Track every sequence with every method (what is not on disk yet); method -> its run folder."""
+def sequence_names(suite_dir: Path, subset: int | None = None) -> list[str]:
+    """The suite's sequences, round-robin over the presets (walk 1, crossing 1, crowd 1, reentry 1,
+    walk 2, ...) so that an interrupted run has tracked every preset alike; ``subset``: only the
+    first N sequences of each preset."""
+    names = sorted(p.stem for p in (suite_dir / "posetrack").glob("*.json"))
+    by_preset: dict[str, list[str]] = {}
+    for n in names:
+        by_preset.setdefault(preset_of(n), []).append(n)
+    rank = {n: i for ns in by_preset.values() for i, n in enumerate(ns)}
+    order = {p: i for i, p in enumerate(PRESETS)}
+    names = sorted(names, key=lambda n: (rank[n], order.get(preset_of(n), len(order)), n))
+    return [n for n in names if subset is None or rank[n] < subset]
+
+
+def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, progress: bool,
+                subset: int | None = None, until: float | None = None) -> tuple[dict[str, Path], int | None]:
+    """Track every sequence with every method (what is not on disk yet): method -> its run folder, and
+    (when ``until``, a time.time(), stopped it before the end) how many sequences of every preset are done."""
     from tqdm import tqdm
 
     from corrtrack.pipeline.run import InputSequence, Parts, RunConfig, output_path, write_tracked
     from corrtrack.pipeline.tracker import Tracker
 
     dirs = {m: run_dir(suite_dir, m, cfg, models) for m, cfg in methods.items()}
-    names = sorted(p.stem for p in (suite_dir / "posetrack").glob("*.json"))
+    names = sequence_names(suite_dir, subset)
     det_models: dict = {}
     cache = suite_dir / "cache"
+    stopped = False
+    took: dict[str, float] = {}  # preset -> seconds its last sequence took here (detections included)
+    rounds = [sequence_names(suite_dir, r + 1)[len(sequence_names(suite_dir, r)):] for r in range(len(names))]
     for name in tqdm(names, desc="sequences", disable=not progress):
         todo = {m: cfg for m, cfg in methods.items() if not output_path(dirs[m], "posetrack", name).is_file()}
         if not todo:
             continue
+        if until is not None:
+            # Only whole rounds are scored: do not start one that the last round's times say ends past `until`.
+            rest = next(r for r in rounds if name in r)
+            rest = rest[rest.index(name):]
+            if time.time() + 1.15 * sum(took.get(preset_of(n), 0.0) for n in rest) > until:
+                stopped = True
+                break
+        t_seq = time.perf_counter()
         video = suite_dir / "videos" / f"{name}.mp4"
         dets = load_detections(suite_dir, name, video, det_models, progress)
         online: dict[object, list[str]] = {}  # merging is offline: methods differing only by it share a run
@@ -412,6 +451,8 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
 
         if any(cfg.similarity == "corr" or cfg.recovery.enabled or cfg.merge for cfg in todo.values()):
             models.corr().reset()  # its features are keyed by frame index
+            models.corr().cache_size = max(min(len(dets) + 2, FEATURE_FRAMES),
+                                           max(cfg.keep_alive for cfg in todo.values()) + 2)
         est = RowCache(models.estimator, cache / f"{name}.recovery.{detection_tag()}.pkl")
         emb = RowCache(models.embedder, cache / f"{name}.reid.pkl")
         trackers = {}
@@ -436,9 +477,21 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
         est.save()
         emb.save()
         computed = {("refined" if r else "softmax"): s.computed for r, s in stores.items()}
+        feats = sum(s.features_computed for s in stores.values())
+        took[preset_of(name)] = time.perf_counter() - t_seq
         print(f"{name}: {', '.join(todo)} in {time.perf_counter() - t0:.0f} s "
-              f"(propagations computed {computed})", flush=True)
-    return dirs
+              f"(propagations computed {computed}, frame features computed {feats})", flush=True)
+    if not stopped:
+        return dirs, None
+    done = {n: all(output_path(d, "posetrack", n).is_file() for d in dirs.values()) for n in names}
+    complete = 0  # names are round-robin: count whole rounds
+    while True:
+        rnd = sequence_names(suite_dir, complete + 1)[len(sequence_names(suite_dir, complete)):]
+        if not rnd or not all(done.get(n, False) for n in rnd) or (subset is not None and complete >= subset):
+            break
+        complete += 1
+    print(f"--until reached: {complete} sequences of every preset done", flush=True)
+    return dirs, complete
 
 
 # -- evaluation -------------------------------------------------------------------------
@@ -447,7 +500,8 @@ def preset_of(name: str) -> str:
     return name.rsplit("_", 1)[-1]
 
 
-def score(suite_dir: Path, dirs: dict[str, Path], progress: bool) -> tuple[dict[str, dict[str, dict]], dict]:
+def score(suite_dir: Path, dirs: dict[str, Path], progress: bool,
+          subset: int | None = None) -> tuple[dict[str, dict[str, dict]], dict]:
     """group (presets + total) -> method -> metrics."""
     from tqdm import tqdm
 
@@ -459,7 +513,7 @@ def score(suite_dir: Path, dirs: dict[str, Path], progress: bool) -> tuple[dict[
         from corrtrack.eval import combine_id_metrics, evaluate_id_metrics
     except ImportError:  # the identity metrics are optional
         combine_id_metrics = evaluate_id_metrics = None
-    names = sorted(p.stem for p in (suite_dir / "posetrack").glob("*.json"))
+    names = sorted(sequence_names(suite_dir, subset))
     gts = [read_posetrack(suite_dir / "posetrack" / f"{n}.json") for n in names]
     presets = [p for p in PRESETS if any(preset_of(n) == p for n in names)]
     groups = {p: [i for i, n in enumerate(names) if preset_of(n) == p] for p in presets}
@@ -571,7 +625,11 @@ def section(results, info, args, models: Models, load, sets) -> str:
         f"* Suite: `corrtrack data synth --preset {args.suite} --seed {args.seed}"
         + (f" --sequences {args.sequences}" if args.sequences else "")
         + (f" --length {args.length}" if args.length else "")
-        + f"`: {info['sequences']} sequences, {info['frames']} frames, {info['gt_poses']} GT poses.",
+        + f"`" + (f", only the first {args.subset} sequences of each preset ("
+                  + ("`--until` stopped the run there" if getattr(args, "stopped", False)
+                     else f"`--subset {args.subset}`") + ")"
+                  if args.subset else "")
+        + f": {info['sequences']} sequences, {info['frames']} frames, {info['gt_poses']} GT poses.",
         f"* Input to every method: the same per-frame poses from our NanoDet detector + MoveNet {args.pose_model} "
         "(`--pose-model`; also re-estimates recovered people), computed once. Recovery and merging only where "
         "named.",
@@ -597,6 +655,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 sequences per preset of 100 frames")
     ap.add_argument("--sequences", type=int, default=None, help="sequences per preset (preset default: 8)")
     ap.add_argument("--length", type=int, default=None, help="frames per sequence (preset default: 150/200)")
+    ap.add_argument("--subset", type=int, default=None,
+                    help="track and score only the first N sequences of each preset of the suite (its caches are "
+                         "the full suite's; unlike --sequences, which generates a smaller suite)")
+    ap.add_argument("--until", default=None, metavar="HH:MM",
+                    help="UTC time by which tracking must end: no sequence is started that the previous round's "
+                         "times say cannot finish its round by then; the whole rounds done (sequences are taken "
+                         "walk 1, crossing 1, crowd 1, reentry 1, walk 2, ...) are scored, as --subset")
     ap.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma-separated subset of {ALL_METHODS}")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="TrackerConfig field for every method (dotted for nested configs)")
@@ -632,9 +697,19 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     suite_dir = ensure_suite(args.cache_dir, args.suite, args.seed, args.sequences, args.length)
     t0 = time.perf_counter()
-    dirs = track_suite(suite_dir, methods, models, progress)
+    until = None
+    if args.until:
+        hh, mm = (int(x) for x in args.until.split(":"))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        until = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+    dirs, complete = track_suite(suite_dir, methods, models, progress, args.subset, until)
+    args.stopped = complete is not None
+    if complete is not None:
+        if complete == 0:
+            raise SystemExit("--until reached before one sequence of every preset was tracked; nothing to score")
+        args.subset = complete
     print(f"tracked in {time.perf_counter() - t0:.0f} s", flush=True)
-    results, info = score(suite_dir, dirs, progress)
+    results, info = score(suite_dir, dirs, progress, args.subset)
     load = (load0, os.getloadavg()[0])
     cols = [c for c in COLUMNS if info["idmetrics"] or c not in ("IDF1", "HOTA", "AssA")]
     for g, rows in results.items():
