@@ -47,7 +47,6 @@ import json
 import os
 import pickle
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +61,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MARK_START, MARK_END = "<!-- tracking:start -->", "<!-- tracking:end -->"
 PRESETS = ("walk", "crossing", "crowd", "reentry")
 TABLE2 = ("corr", "oks", "iou", "flow", "reid")
 ABLATION = ("corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
@@ -568,14 +566,9 @@ def print_table(title: str, rows: dict[str, dict], cols) -> None:
 
 def write_section(md: Path, body: str) -> None:
     """Replace only the text between this benchmark's markers (re-read right before writing)."""
-    from corrtrack.io.atomic import atomic_open
+    from corrtrack.bench import write_marked_section
 
-    text = md.read_text(encoding="utf-8") if md.exists() else "# Benchmarks\n"
-    block = f"{MARK_START}\n{body.strip()}\n{MARK_END}"
-    pat = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.S)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    with atomic_open(md, "w", encoding="utf-8") as f:
-        f.write(text.rstrip() + "\n")
+    write_marked_section(md, "tracking", body)
 
 
 def environment(models: Models, load: tuple[float, float]) -> str:
@@ -625,7 +618,7 @@ def section(results, info, args, models: Models, load, sets) -> str:
         f"* Suite: `corrtrack data synth --preset {args.suite} --seed {args.seed}"
         + (f" --sequences {args.sequences}" if args.sequences else "")
         + (f" --length {args.length}" if args.length else "")
-        + f"`" + (f", only the first {args.subset} sequences of each preset ("
+        + "`" + (f", only the first {args.subset} sequences of each preset ("
                   + ("`--until` stopped the run there" if getattr(args, "stopped", False)
                      else f"`--subset {args.subset}`") + ")"
                   if args.subset else "")

@@ -283,7 +283,7 @@ def test_coco_file_matches_posetrack_file(coco_file, background_file, tmp_path):
 
 def test_same_seed_same_bytes_other_seed_other_bytes(coco_file, background_file, tmp_path):
     a = _suite(tmp_path / "a", coco_file, background_file, "crossing", seed=3, num_frames=25)
-    b = _suite(tmp_path / "b", coco_file, background_file, "crossing", seed=3, num_frames=25)
+    _suite(tmp_path / "b", coco_file, background_file, "crossing", seed=3, num_frames=25)
     c = _suite(tmp_path / "c", coco_file, background_file, "crossing", seed=4, num_frames=25)
     name = a["sequences"][0]["name"]
     for sub in ("posetrack", "coco", "manifests"):
