@@ -61,6 +61,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from corrtrack.models.cache import file_sha256  # noqa: E402  (no torch: cheap to import)
+
 PRESETS = ("walk", "crossing", "crowd", "reentry")
 TABLE2 = ("corr", "oks", "iou", "flow", "reid")
 ABLATION = ("corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
@@ -132,14 +134,6 @@ def ensure_suite(cache: Path, suite: str, seed: int, sequences: int | None, leng
     part.rename(out)
     print(f"generated {out} in {time.perf_counter() - t0:.0f} s", flush=True)
     return out
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 POSE_MODEL = "thunder"  # set from --pose-model in main()
@@ -350,7 +344,7 @@ class Models:
 
     def __init__(self, weights: Path):
         self.weights = weights
-        self.weights_tag = _file_sha(weights)[:12]
+        self.weights_tag = file_sha256(weights)[:12]
         self._m: dict = {}
 
     def corr(self):

