@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from training_checks import assert_same_run
+
 from corrtrack.errors import CorrtrackError
 from corrtrack.models.corr_codec import grid_to_canvas
 from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
@@ -17,13 +19,7 @@ from corrtrack.train.corr import (CorrTrainConfig, PairDataset, WarpConfig, read
                                   sample_affine, siamese_loss, train_corr)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP oversubscription on a busy shared CPU (10x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _make_dataset(root, n_images=3, size=(96, 80), seed=0):
@@ -146,15 +142,7 @@ def test_resume_gives_the_same_model(tmp_path, data, stop):
     assert not (tmp_path / "part" / "corrnet.pt").exists()
     assert torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)["step"] == stop
     train_corr(part)
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
-    assert a["step"] == b["step"] == 6
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
-    ra = strip(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))
-    rb = strip(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))
-    assert ra == rb
+    assert_same_run(tmp_path / "full", tmp_path / "part", 6)
     # A checkpoint from another configuration is refused, not silently mixed.
     other = dataclasses.replace(part, lr=1e-4)
     with pytest.raises(CorrtrackError, match="another configuration"):

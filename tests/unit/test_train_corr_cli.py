@@ -2,13 +2,16 @@
 run starts from the given model's Siamese weights (tiny images, a few steps, CPU)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
 from corrtrack.cli import app
 from corrtrack.errors import CorrtrackError
 from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
-from test_train_corr import _make_dataset, _one_thread  # noqa: F401 (the autouse one-thread fixture)
+from test_train_corr import _make_dataset
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _saved_model(path, seed):

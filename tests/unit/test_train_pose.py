@@ -8,7 +8,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
+
+from training_checks import assert_same_run
 
 from corrtrack.errors import CorrtrackError
 from corrtrack.layouts import COCO17, POSETRACK18
@@ -187,15 +188,8 @@ def test_resume_gives_the_same_model(data, tmp_path):
     train_pose(part, stop_after=2)
     assert not (tmp_path / "part" / "posenet.pt").exists()
     train_pose(part)
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
-    assert a["step"] == b["step"] == 4
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
-    ra = strip(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))
-    rb = strip(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))
-    assert ra == rb and [int(r["step"]) for r in ra] == [1, 2, 3, 4]
+    ra = assert_same_run(tmp_path / "full", tmp_path / "part", 4)
+    assert [int(r["step"]) for r in ra] == [1, 2, 3, 4]
     net = PoseNet.load(tmp_path / "full" / "posenet.pt")
     assert net.config == TINY and net.meta["steps"] == 4
     with pytest.raises(CorrtrackError, match="another configuration"):
