@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 PLOT = ROOT / "docs" / "img" / "bench_speed.png"
 SECTION = "speed"
+# A GPU run (--device cuda, or --from-json of one) has its own section and plot beside the CPU's.
+GPU_PLOT, GPU_SECTION = ROOT / "docs" / "img" / "bench_speed_gpu.png", "speed-gpu"
 
 
 def section(report, plot: Path) -> str:
@@ -46,7 +48,9 @@ def section(report, plot: Path) -> str:
     cols, rows = speed_table(report.speed)
     assert tuple(cols) == SPEED_COLUMNS
     real = [r for r in report.speed if r.people is None]
+    gpu = env["device"] != "cpu"
     lines = [
+        "## Speed on a GPU: per stage, against the number of people" if gpu else
         "## Speed: per stage, against the number of people; memory; model sizes",
         "",
         f"* Date {env['date']}; {env['cpu']}, {env['cpus']} CPUs, {env['system']} {env['machine']}; device "
@@ -54,7 +58,9 @@ def section(report, plot: Path) -> str:
         f"threads, OMP_WAIT_POLICY={env.get('omp_wait_policy', '?')}; Python {env['python']}; {vers}.",
         f"* Command: `{cmd}` ({seconds / 60:.1f} min)"
         + (f"; this section and the plot written from its JSON by `{env['rendered_by']}`" if env.get("rendered_by")
-           else "") + f". {frames} frames timed per input after {env.get('warmup', 3)} untimed warm-up frames.",
+           else "") + f". {frames} frames timed per input after {env.get('warmup', 3)} untimed warm-up frames"
+        + (" (on a GPU the whole input is tracked once first: cuDNN builds its kernels the first time it "
+           "sees each batch shape, ~2 s per shape on an H100; `corrtrack/models/buckets.py`)." if gpu else "."),
         f"* Load average (1 / 5 / 15 min) at the start {ls[0]:.1f} / {ls[1]:.1f} / {ls[2]:.1f}, at the end "
         f"{le[0]:.1f} / {le[1]:.1f} / {le[2]:.1f}."
         + (f" **The {env['cpus']} CPUs were shared with other jobs (load above {env['cpus']}): the wall "
@@ -62,7 +68,7 @@ def section(report, plot: Path) -> str:
         "* Inputs: `synthetic, N people` = `corrtrack data synth -p crowd --people N --depth 4.5-13` (one sequence, "
         "look-alikes above the source's distinct people) on the vtest.avi background at 768×576: people wander "
         "between random points and stay in view; vtest.avi at its native 768×576. Pipeline defaults: NanoDet "
-        "(auto input 416 here, default thresholds), MoveNet auto (lightning on a CPU), correspondence similarity with recovery and "
+        f"(auto input 416 here, default thresholds), MoveNet auto ({'thunder on a GPU' if gpu else 'lightning on a CPU'}), correspondence similarity with recovery and "
         "refinement, keep-alive 25.",
         "* Stages, ms per frame: detect; pose (MoveNet on every box, recovery re-estimates included); "
         "correspondence (the correspondence network's features of every frame and the propagation of every live "
@@ -79,6 +85,7 @@ def section(report, plot: Path) -> str:
         "",
         markdown_table(cols, rows),
         "",
+        "**Targets** (issue 8; set for 2 CPU cores, shown here for comparison):" if gpu else
         "**Targets** (issue 8, 2 CPU cores):",
         "",
         *(f"* {n}" for n in target_notes(report)),
@@ -182,11 +189,15 @@ def main() -> None:
         print(f"wrote {args.json}")
     if not args.no_write:
         env = report.environment
-        plot_speed(report.speed, args.plot, f"corrtrack end to end, {env['cpu']}, {env['torch_threads']} threads "
+        on_gpu = env["device"] != "cpu"
+        plot = GPU_PLOT if on_gpu and args.plot == PLOT else args.plot
+        where = f"{env['gpu']}" if on_gpu else f"{env['cpu']}, {env['torch_threads']} threads"
+        plot_speed(report.speed, plot, f"corrtrack end to end, {where} "
                    f"({report.speed[0].frames} frames per input; load average {env['load_start'][0]:.1f} → "
                    f"{env['load_end'][0]:.1f} on {env['cpus']} CPUs)")
-        write_marked_section(ROOT / "BENCHMARKS.md", SECTION, section(report, args.plot))
-        print(f"wrote {args.plot} and the speed section of {ROOT / 'BENCHMARKS.md'}")
+        name = GPU_SECTION if on_gpu else SECTION
+        write_marked_section(ROOT / "BENCHMARKS.md", name, section(report, plot))
+        print(f"wrote {plot} and the {name} section of {ROOT / 'BENCHMARKS.md'}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from corrtrack.layouts import COCO17
+from corrtrack.models.buckets import pad_batch
 from corrtrack.structures import CANDIDATE, DETECTED, Poses
 
 MODELS = ("lightning", "thunder")
@@ -268,7 +269,8 @@ class TopDownPoseEstimator:
         outs = []
         with torch.inference_mode():
             for i in range(0, len(crops), self.config.max_batch):
-                outs.append(self.model(crops[i:i + self.config.max_batch].to(self.device)).float().cpu())
+                chunk = crops[i:i + self.config.max_batch].to(self.device)
+                outs.append(self.model(pad_batch(chunk))[:len(chunk)].float().cpu())
         if not outs:
             return np.zeros((0, self.layout.num_joints, 3), np.float32)
         return torch.cat(outs).numpy()
@@ -306,7 +308,7 @@ class TopDownPoseEstimator:
             for i in range(0, len(all_sq), self.config.max_batch):
                 sl = slice(i, i + self.config.max_batch)
                 crops = crop_tensor(frames, frame_of[sl], all_sq[sl], self.input_size)
-                yxs.append(self.model(crops).float().cpu())
+                yxs.append(self.model(pad_batch(crops))[:len(crops)].float().cpu())
             yxs = torch.cat(yxs).numpy() if yxs else np.zeros((0, self.layout.num_joints, 3))
         out, start = [], 0
         for (xyxy, sc, given), sqs, n in zip(parsed, squares, counts):

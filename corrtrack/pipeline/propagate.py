@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from corrtrack.models.buckets import pad_batch
 from corrtrack.models.corr_codec import Letterbox, decode_maps, grid_to_image, image_to_grid, sample_maps
 from corrtrack.structures import RECOVERED, Poses
 
@@ -89,16 +90,19 @@ def propagate(net, frame_a: np.ndarray | None, frame_b: np.ndarray | None, poses
     if n == 0:
         maps = torch.zeros((0, k, h, w), device=f2.device)
     else:
-        grid = image_to_grid(poses_a.keypoints[..., :2], feats_a.letterbox, stride).reshape(1, n * k, 2)
+        grid = image_to_grid(poses_a.keypoints[..., :2], feats_a.letterbox, stride)
         with torch.inference_mode():
-            g = torch.as_tensor(grid, dtype=f1.dtype, device=f1.device)
-            maps = net.affinity(f1, f2, g).reshape(1, n, k, h, w)
-            maps = maps * torch.as_tensor(valid, device=maps.device)[None, :, :, None, None]
+            g = pad_batch(torch.as_tensor(grid, dtype=f1.dtype, device=f1.device))  # GPU: few shapes
+            nb = len(g)
+            mask = torch.zeros((nb, k), dtype=f1.dtype, device=f1.device)
+            mask[:n] = torch.as_tensor(valid, dtype=f1.dtype, device=f1.device)
+            mask = mask[None, :, :, None, None]
+            maps = net.affinity(f1, f2, g.reshape(1, nb * k, 2)).reshape(1, nb, k, h, w) * mask
             if use_refinement:
                 if f1.shape != f2.shape:
                     raise ValueError("refinement needs both frames on the same canvas size")
-                maps = net.refine(f1, f2, maps) * torch.as_tensor(valid, device=maps.device)[None, :, :, None, None]
-            maps = maps[0]
+                maps = net.refine(f1, f2, maps) * mask
+            maps = maps[0, :n]
     dec = decode_maps(maps).double().cpu().numpy().reshape(n, k, 3)
     kp = np.zeros((n, k, 3))
     kp[..., :2] = grid_to_image(dec[..., :2], feats_b.letterbox, stride)

@@ -168,3 +168,24 @@ def test_bad_config_is_a_one_line_error():
         CorrNetConfig(backbone="resnet")
     with pytest.raises(CorrtrackError, match="multiple of 32"):
         CorrNetConfig(input_size=100)
+
+
+def test_padded_person_batch_changes_no_result(net, monkeypatch):
+    # On a GPU the persons are padded to a power of two (models/buckets.py); the padding
+    # rows must not leak into the real ones. Force the padding on CPU to check it.
+    import corrtrack.pipeline.propagate as prop
+
+    img = _texture(128, 128, 5)
+    rng = np.random.default_rng(5)
+    kp = np.zeros((3, 17, 3))
+    kp[..., :2] = rng.uniform(20, 100, (3, 17, 2))
+    kp[..., 2] = 1.0
+    kp[2, 3, 2] = 0.0
+    poses = Poses(kp, COCO17)
+    fa, fb = frame_features(net, img), frame_features(net, img[:, ::-1].copy())
+    plain, pmaps = propagate(net, None, None, poses, feats_a=fa, feats_b=fb)
+    monkeypatch.setattr(prop, "pad_batch", lambda x: torch.cat([x, x.new_zeros((5, *x.shape[1:]))]))
+    padded, qmaps = propagate(net, None, None, poses, feats_a=fa, feats_b=fb)
+    assert qmaps.maps.shape == pmaps.maps.shape
+    np.testing.assert_allclose(padded.keypoints, plain.keypoints, atol=1e-5)
+    torch.testing.assert_close(qmaps.maps, pmaps.maps, atol=1e-6, rtol=1e-5)
