@@ -21,8 +21,8 @@ replaces this input with the real pipeline's later.
 Methods: the peers of ``corrtrack.pipeline.peers`` (norfair, ByteTrack, SORT,
 where their packages are installed) and our tracker's baselines
 (``corrtrack.pipeline.tracker.Tracker`` with similarity oks / iou / flow,
-recovery off: it needs the pose network). ``corr`` needs trained
-correspondence weights and is not run here yet. Every method's output goes
+recovery off: it needs the pose network), corr with the shipped correspondence
+model (and corr-eq6: without ``TrackerConfig.corr_oks``). Every method's output goes
 through the pipeline's write step: joints below 0.3 are not written, poses
 with fewer than 2 joints dropped; ours also drops tracks shorter than 3
 frames, as the pipeline does.
@@ -121,15 +121,29 @@ def run_peer(name: str, dets, fps: float, height: int):
     return [written(p) for p in out], time.perf_counter() - t0
 
 
-def run_ours(similarity: str, dets, video: Path | None):
-    """Our online tracker + the pipeline's offline finalisation (run.py's ``_write_outputs``)."""
+_CORR: dict = {}  # the shipped correspondence network, loaded once for all sequences
+
+
+def run_ours(method: str, dets, video: Path | None):
+    """Our online tracker + the pipeline's offline finalisation (run.py's ``_write_outputs``).
+
+    ``method``: a similarity name, or ``corr-eq6`` (corr without ``TrackerConfig.corr_oks``)."""
     from dataclasses import replace
 
     from corrtrack.pipeline.tracker import RecoveryConfig, Tracker, TrackerConfig, final_id_map, finalize_frame
 
-    cfg = TrackerConfig(similarity=similarity, recovery=RecoveryConfig(enabled=False))
-    tracker = Tracker(cfg)
-    frames = _video_frames(video) if similarity == "flow" else None
+    similarity = method.split("-")[0]
+    cfg = TrackerConfig(similarity=similarity, recovery=RecoveryConfig(enabled=False), corr_oks=method != "corr-eq6")
+    correspond = None
+    if similarity == "corr":
+        from corrtrack.pipeline.run import CorrPropagator
+
+        if "net" not in _CORR:
+            _CORR["net"] = CorrPropagator.load(None, "cpu", cache_size=cfg.keep_alive + 2)
+        correspond = _CORR["net"]
+        correspond.reset()  # its features are keyed by frame index
+    tracker = Tracker(cfg, correspond=correspond)
+    frames = _video_frames(video) if similarity in ("flow", "corr") else None
     spent = 0.0
     out = []
     for t, p in enumerate(dets):
@@ -171,10 +185,9 @@ def available_methods() -> tuple[list[str], dict[str, str]]:
     try:
         from corrtrack.pipeline.tracker import Tracker, TrackerConfig  # noqa: F401
 
-        methods += ["ours-oks", "ours-iou", "ours-flow"]
+        methods += ["ours-oks", "ours-iou", "ours-flow", "ours-corr", "ours-corr-eq6"]
     except Exception as e:  # noqa: BLE001 - a tracker module being written may not import yet
         skipped["ours"] = f"corrtrack.pipeline.tracker does not import: {e}"
-    skipped["ours-corr"] = "needs trained correspondence weights (not available yet)"
     return methods, skipped
 
 
@@ -419,7 +432,9 @@ def _section(results, gt_seqs, noise: Noise, args, skipped, gen_cmd, n_frames, l
         "other jobs may share them, so compare methods within one run).",
         "* Methods: `norfair` (keypoint-voting distance, its OpenPose demo's settings), `bytetrack` and `sort` "
         "(Roboflow `trackers`, default settings, on the pose boxes; the pose follows its box), `ours-oks` / "
-        "`ours-iou` / `ours-flow`: `corrtrack.pipeline.tracker` with that similarity (greedy matching, "
+        "`ours-iou` / `ours-flow` / `ours-corr`: `corrtrack.pipeline.tracker` with that similarity (the shipped "
+        "correspondence model with refinement for corr; `ours-corr-eq6` is corr with the paper's eq. 6 alone, without "
+        "`TrackerConfig.corr_oks`; greedy matching, "
         "keep-alive, duplicate removal; recovery off, as it needs the pose network). All outputs go through the "
         "pipeline's write step (joints < 0.3 dropped; ours also drops tracks shorter than 3 frames).",
     ]

@@ -28,9 +28,11 @@ after an interruption) only does what is missing:
    in BENCHMARKS.md (unless ``--no-write``).
 
 Methods (recovery and merging off unless named; the TrackerConfig defaults
-otherwise): Table 2 - ``corr``, ``oks``, ``iou``, ``flow`` (DIS optical flow
-moving the track's joints, then OKS), ``reid`` (ImageNet MobileNetV2 crop
-embeddings); ablation - ``corr-noref`` (Siamese softmax maps instead of the
+otherwise): Table 2 - ``corr`` (the default: eq. 6 or OKS of the propagated
+joints, whichever is larger; ``TrackerConfig.corr_oks``), ``oks``, ``iou``,
+``flow`` (DIS optical flow moving the track's joints, then OKS), ``reid``
+(ImageNet MobileNetV2 crop embeddings); ablation - ``corr-eq6`` (the paper's
+eq. 6 alone), ``corr-noref`` (Siamese softmax maps instead of the
 refined ones), ``corr-nodup`` (no duplicate removal), ``corr+rec`` (recovery of
 missed people, paper 5.1), ``corr+merge`` and ``corr+rec+merge`` (eq. 8).
 
@@ -65,7 +67,7 @@ from corrtrack.models.cache import file_sha256  # noqa: E402  (no torch: cheap t
 
 PRESETS = ("walk", "crossing", "crowd", "reentry")
 TABLE2 = ("corr", "oks", "iou", "flow", "reid")
-ABLATION = ("corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
+ABLATION = ("corr-eq6", "corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
 ALL_METHODS = TABLE2 + ABLATION
 COLUMNS = ("MOTA", "IDSW", "mAP", "IDF1", "HOTA", "AssA", "Prec", "Rec")
 FEATURE_FRAMES = 400  # correspondence features kept per sequence (~2 MB a frame): the synth presets have <= 200
@@ -88,6 +90,8 @@ def method_config(name: str, sets: dict[str, object]):
         cfg = replace(cfg, recovery=replace(cfg.recovery, enabled=True))
     if name.endswith("+merge"):
         cfg = replace(cfg, merge=True)
+    if name.endswith("-eq6"):
+        cfg = replace(cfg, corr_oks=False)
     return cfg
 
 
@@ -623,8 +627,10 @@ def section(results, info, args, models: Models, load, sets) -> str:
         "* MOTA / IDSW / mAP / Prec / Rec: `corrtrack eval` (poseval's definitions; IDSW summed over the 15 "
         "joints)" + ("; IDF1 and keypoint HOTA / AssA: `corrtrack.eval.idmetrics`" if info["idmetrics"] else "")
         + ". All in %.",
-        "* Methods: Table 2 = `corr` (eq. 6), `oks`, `iou`, `flow` (DIS optical flow + OKS), `reid` (ImageNet "
-        "MobileNetV2 crop embeddings); ablation = `corr-noref` (Siamese softmax maps, no refinement), "
+        "* Methods: Table 2 = `corr` (the default: the larger of eq. 6 and OKS of the propagated joints, "
+        "`TrackerConfig.corr_oks`), `oks`, `iou`, `flow` (DIS optical flow + OKS), `reid` (ImageNet "
+        "MobileNetV2 crop embeddings); ablation = `corr-eq6` (the paper's eq. 6 alone), `corr-noref` (Siamese "
+        "softmax maps, no refinement), "
         "`corr-nodup` (no duplicate removal), `corr+rec` (recovery of missed people), `+merge` (eq. 8).",
     ]
     for g, rows in results.items():

@@ -57,6 +57,8 @@ def register(app: typer.Typer) -> None:
         no_recovery: bool = typer.Option(False, "--no-recovery", help="Do not recover missed people."),
         no_refinement: bool = typer.Option(False, "--no-refinement",
                                            help="Correspondences without the refinement module."),
+        no_corr_oks: bool = typer.Option(False, "--no-corr-oks",
+                                         help="corr: the paper's eq. 6 alone, without OKS of the propagated joints."),
         no_duplicate_removal: bool = typer.Option(False, "--no-duplicate-removal", help="Keep duplicate poses."),
         merge: bool = typer.Option(False, "--merge", help="Merge broken tracks at the end (paper eq. 8)."),
         render: bool = typer.Option(False, "--render", help="Also write an MP4 with skeletons and ids."),
@@ -107,7 +109,7 @@ def register(app: typer.Typer) -> None:
             similarity=similarity.value, threshold=threshold, keep_alive=keep_alive,
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
-            use_refinement=not no_refinement)
+            use_refinement=not no_refinement, corr_oks=not no_corr_oks)
         config = RunConfig(tracker=tracker, pose=pose_config(pose_model), render=render, start=start,
                            end=end, device=device, progress=not quiet,
                            corr_weights=str(corr_weights) if corr_weights else None)

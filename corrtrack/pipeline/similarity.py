@@ -67,6 +67,7 @@ class FrameContext:
     candidate_embeddings: np.ndarray | None = None  # (C, D) L2-normalised
     joint_thresh: float = 0.1  # joints below this score count as absent
     corr_joint_conf: float = 0.1  # eq. 6 only counts affinities above this
+    corr_oks: bool = False  # corr: max of eq. 6 and OKS(propagated joints, candidate)
 
 
 # -- geometry ---------------------------------------------------------------
@@ -240,8 +241,13 @@ def corr_similarity(tracks: Poses, candidates: Poses, context: FrameContext) -> 
         raise ValueError(f"corr: maps of {len(maps)} persons for {len(tracks)} tracks")
     from corrtrack.pipeline.propagate import correspondence_similarity
 
-    return correspondence_similarity(maps, candidates, joint_thresh=context.joint_thresh,
-                                     min_affinity=context.corr_joint_conf, scale=map_scale(maps))
+    sim = correspondence_similarity(maps, candidates, joint_thresh=context.joint_thresh,
+                                    min_affinity=context.corr_joint_conf, scale=map_scale(maps))
+    if context.corr_oks:
+        if context.propagated is None:
+            raise ValueError("corr_oks needs the tracks' propagated joints")
+        sim = np.maximum(sim, oks_matrix(context.propagated, candidates, context.joint_thresh))
+    return sim
 
 
 def correspondence_votes(corr_maps: Any, candidates: Poses, joint_thresh: float = 0.1,

@@ -153,6 +153,19 @@ def test_corr_similarity_is_eq6():
         get_similarity("corr")(tracks, cands, FrameContext())
 
 
+def test_corr_oks_tolerates_a_pose_a_few_pixels_off():
+    tracks = people((100, 100), (300, 100))
+    maps = _corr_maps(tracks, sigma=1.0)  # the refinement's sharp maps: 1 cell = 4 px at 512
+    shifted = people((112, 100), (312, 100))  # the same two people, estimated 12 px to the right
+    eq6 = get_similarity("corr")(tracks, shifted, FrameContext(corr_maps=maps, propagated=tracks))
+    both = get_similarity("corr")(tracks, shifted, FrameContext(corr_maps=maps, propagated=tracks, corr_oks=True))
+    assert eq6[0, 0] < 0.1 and eq6[1, 1] < 0.1  # eq. 6 alone loses them
+    np.testing.assert_allclose(both, np.maximum(eq6, oks_matrix(tracks, shifted)))
+    assert both[0, 0] > 0.3 and both[1, 1] > 0.3 and both[0, 1] < 1e-6 and both[1, 0] < 1e-6
+    with pytest.raises(ValueError, match="propagated"):
+        get_similarity("corr")(tracks, shifted, FrameContext(corr_maps=maps, corr_oks=True))
+
+
 def test_oks_scale_is_the_box_area():
     a, b = people((100, 100)), people((106, 100))
     wide = a.replace(boxes=a.boxes * [1, 1, 1.5, 1.5] - [0, 0, 50, 50])  # a bigger box, same joints
