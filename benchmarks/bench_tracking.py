@@ -405,9 +405,11 @@ def sequence_names(suite_dir: Path, subset: int | None = None) -> list[str]:
 
 
 def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, progress: bool,
-                subset: int | None = None, until: float | None = None) -> tuple[dict[str, Path], int | None]:
+                subset: int | None = None, until: float | None = None,
+                shard: tuple[int, int] | None = None) -> tuple[dict[str, Path], int | None]:
     """Track every sequence with every method (what is not on disk yet): method -> its run folder, and
-    (when ``until``, a time.time(), stopped it before the end) how many sequences of every preset are done."""
+    (when ``until``, a time.time(), stopped it before the end) how many sequences of every preset are done.
+    ``shard`` (k, n) tracks only the sequences k, k + n, ... of that order."""
     from tqdm import tqdm
 
     from corrtrack.pipeline.run import InputSequence, Parts, RunConfig, output_path, write_tracked
@@ -420,7 +422,9 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
     stopped = False
     took: dict[str, float] = {}  # preset -> seconds its last sequence took here (detections included)
     rounds = [sequence_names(suite_dir, r + 1)[len(sequence_names(suite_dir, r)):] for r in range(len(names))]
-    for name in tqdm(names, desc="sequences", disable=not progress):
+    for pos, name in enumerate(tqdm(names, desc="sequences", disable=not progress)):
+        if shard is not None and pos % shard[1] != shard[0]:
+            continue
         todo = {m: cfg for m, cfg in methods.items() if not output_path(dirs[m], "posetrack", name).is_file()}
         if not todo:
             continue
@@ -655,6 +659,9 @@ def main() -> None:
                     help="UTC time by which tracking must end: no sequence is started that the previous round's "
                          "times say cannot finish its round by then; the whole rounds done (sequences are taken "
                          "walk 1, crossing 1, crowd 1, reentry 1, walk 2, ...) are scored, as --subset")
+    ap.add_argument("--shard", default=None, metavar="K/N",
+                    help="only track sequences K, K+N, K+2N, ... (0-based) and stop before scoring: run N shards "
+                         "in parallel, then once without --shard to score them all from what they wrote")
     ap.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma-separated subset of {ALL_METHODS}")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="TrackerConfig field for every method (dotted for nested configs)")
@@ -695,7 +702,16 @@ def main() -> None:
         hh, mm = (int(x) for x in args.until.split(":"))
         now = datetime.datetime.now(datetime.timezone.utc)
         until = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
-    dirs, complete = track_suite(suite_dir, methods, models, progress, args.subset, until)
+    shard = None
+    if args.shard:
+        k, _, n = args.shard.partition("/")
+        if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+            raise SystemExit(f"--shard {args.shard}: expected K/N with 0 <= K < N")
+        shard = (int(k), int(n))
+    dirs, complete = track_suite(suite_dir, methods, models, progress, args.subset, until, shard)
+    if shard:
+        print(f"shard {args.shard} tracked in {time.perf_counter() - t0:.0f} s", flush=True)
+        return
     args.stopped = complete is not None
     if complete is not None:
         if complete == 0:
