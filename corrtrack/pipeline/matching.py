@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corrtrack.pipeline.similarity import oks_matrix
+from corrtrack.pipeline.similarity import mirror_oks_matrix
 from corrtrack.structures import RECOVERED, Poses
 
 
@@ -47,7 +47,8 @@ def oks_nms(poses: Poses, joint_thresh: float = 0.05, oks_thresh: float = 0.7,
             prefer_detected: bool = False) -> np.ndarray:
     """Indices of the poses kept by OKS-NMS, best score first.
 
-    OKS is measured with the kept (higher-scoring) pose as the reference. With
+    OKS is measured with the kept (higher-scoring) pose as the reference, and a mirrored
+    copy (left and right swapped) counts as the same person (``mirror_oks_matrix``). With
     ``prefer_detected``, every detected pose goes before every recovered one:
     a recovered pose only fills in where no detection explains the person.
     """
@@ -56,7 +57,7 @@ def oks_nms(poses: Poses, joint_thresh: float = 0.05, oks_thresh: float = 0.7,
         return np.zeros(0, np.int64)
     order = np.lexsort((-poses.scores, poses.origin == RECOVERED)) if prefer_detected else \
         np.argsort(-poses.scores, kind="stable")
-    oks = oks_matrix(poses, poses, joint_thresh)
+    oks = mirror_oks_matrix(poses, poses, joint_thresh)
     keep: list[int] = []
     suppressed = np.zeros(n, bool)
     for i in order:

@@ -101,6 +101,22 @@ def oks_matrix(ref: Poses, other: Poses, joint_thresh: float = 0.1) -> np.ndarra
     return ks.sum(-1) / np.maximum(n, 1)[:, None]
 
 
+def mirror_oks_matrix(ref: Poses, other: Poses, joint_thresh: float = 0.1) -> np.ndarray:
+    """OKS ``(R, O)`` that also counts ``other`` with its left and right joints swapped.
+
+    A top-down crop that holds two people can give the wrong one's pose, sometimes
+    mirrored (MoveNet confuses a person's left and right when seen from the back): plain OKS
+    to the true pose is then ~0 and the copy survives OKS-NMS. On vtest.avi a crop from a
+    narrow box at the frame's edge returned the walker next to it, mirrored, and took his
+    track id for a frame. The tracker's OKS-NMS uses this OKS."""
+    plain = oks_matrix(ref, other, joint_thresh)
+    if len(other) == 0 or not ref.layout.flip_pairs:
+        return plain
+    other = other.to_layout(ref.layout)
+    mirrored = other.replace(keypoints=other.keypoints[:, ref.layout.flip_permutation()])
+    return np.maximum(plain, oks_matrix(ref, mirrored, joint_thresh))
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of xyxy boxes ``(A, 4)`` x ``(B, 4)``."""
     a = np.asarray(a, np.float64).reshape(-1, 4)

@@ -53,6 +53,18 @@ def test_oks_nms_keeps_the_best_of_overlapping_poses():
     assert oks_nms(people()).tolist() == []
 
 
+def test_oks_nms_drops_a_mirrored_copy_of_a_person():
+    # A crop holding the wrong person can return them with left and right swapped (vtest.avi,
+    # frame 209): plain OKS to the true pose is low, it is still the same person.
+    p = people((100, 100), (100, 100), (300, 100))
+    p.keypoints[1] = p.keypoints[1, p.layout.flip_permutation()]
+    p.scores[:] = [0.9, 0.5, 0.7]
+    from corrtrack.pipeline.similarity import oks_matrix
+
+    assert oks_matrix(p[:1], p[1:2])[0, 0] < 0.5  # what NMS saw before
+    assert oks_nms(p, joint_thresh=0.05, oks_thresh=0.7).tolist() == [0, 2]
+
+
 def test_oks_nms_ignores_low_joints():
     p = people((100, 100), (100, 100))
     p.scores[:] = [0.9, 0.8]
