@@ -269,8 +269,9 @@ def section(results, info, cols, runs, notes, args, tag, load, models, peers) ->
         f"tag `{tag}`). Peers: `norfair` (keypoint-voting distance, its OpenPose demo's settings), `bytetrack` and "
         "`sort` (`trackers` package, default settings, on the pose boxes with the detector's box confidence; a pose "
         "follows its box; ByteTrack's defaults start a track only at a confidence >= 0.7, which part of NanoDet's "
-        "people, accepted from 0.4, never reach). Ours (recovery and merging off): `corr` (correspondences, eq. 6), `oks` (OKS-greedy), `iou`, `flow` (DIS optical flow + "
-        "OKS), `reid` (crop embeddings). Every output is finalised by the pipeline's `write_tracked` (tracks "
+        "people, accepted from 0.4, never reach). Ours (recovery and merging off): `corr` (correspondences: "
+        "eq. 6 or OKS of the propagated joints, whichever is larger), `oks` (OKS-greedy), `iou`, `flow` (DIS "
+        "optical flow + OKS), `reid` (crop embeddings). Every output is finalised by the pipeline's `write_tracked` (tracks "
         "shorter than 3 frames dropped, joints below 0.3 not written)."),
         "* Runs read: " + ", ".join(f"`{m}` = `runs/{d.name}`" + (f" ({notes[m]})" if m in notes else "")
                                     for m, d in runs.items()) + ".",

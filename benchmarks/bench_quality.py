@@ -56,6 +56,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from corrtrack.synth.config import PRESETS as SYNTH_PRESETS  # noqa: E402
+
 SECTION = "Tracking quality (GT poses with noise)"
 PLOT = ROOT / "docs" / "img" / "bench_quality_gt_noise.png"
 OUTPUT_JOINT_THRESH = 0.3  # TrackerConfig.output_joint_thresh: what the pipeline writes
@@ -377,9 +379,8 @@ def main() -> None:
         load = (load_before, os.getloadavg()[0])
 
         n_frames = sum(len(g) for g in gt_seqs)
-        presets = sorted({preset_of(g.name) for g in gt_seqs}, key=lambda p: ["walk", "crossing", "crowd",
-                                                                               "reentry"].index(p)
-                         if p in ("walk", "crossing", "crowd", "reentry") else 9)
+        order = list(SYNTH_PRESETS)
+        presets = sorted({preset_of(g.name) for g in gt_seqs}, key=lambda p: order.index(p) if p in order else 99)
         groups = {p: [i for i, g in enumerate(gt_seqs) if preset_of(g.name) == p] for p in presets}
         groups["total"] = list(range(len(gt_seqs)))
         results: dict[str, dict[str, dict]] = {g: {} for g in groups}

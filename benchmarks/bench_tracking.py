@@ -64,8 +64,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from corrtrack.models.cache import file_sha256  # noqa: E402  (no torch: cheap to import)
+from corrtrack.synth.config import PRESETS as _SYNTH_PRESETS  # noqa: E402
 
-PRESETS = ("walk", "crossing", "crowd", "reentry")
+PRESETS = tuple(_SYNTH_PRESETS)
 TABLE2 = ("corr", "oks", "iou", "flow", "reid")
 ABLATION = ("corr-eq6", "corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
 ALL_METHODS = TABLE2 + ABLATION
@@ -123,18 +124,42 @@ def parse_sets(items: list[str]) -> dict[str, object]:
 # -- the suite and its detections -------------------------------------------------------
 
 def ensure_suite(cache: Path, suite: str, seed: int, sequences: int | None, length: int | None) -> Path:
-    """The synthetic suite for (preset, seed, size), generated on first use."""
+    """The synthetic suite for (preset, seed, size), generated on first use.
+
+    A suite made before a preset was added to it gets the missing presets' sequences only: a
+    sequence depends on (seed, preset, index) alone, so the result is the suite a fresh run makes,
+    and the detections and network caches of the sequences already there stay valid.
+    """
+    from corrtrack.io.atomic import write_json
+    from corrtrack.synth.config import SUITES
     from corrtrack.synth.suite import generate_suite
 
     name = f"suite_{suite}_s{seed}" + (f"_n{sequences}" if sequences else "") + (f"_l{length}" if length else "")
     out = cache / name
+    overrides = {k: v for k, v in (("num_sequences", sequences), ("num_frames", length)) if v}
+    progress = sys.stderr.isatty()
     if (out / "suite.json").is_file():
+        summary = json.loads((out / "suite.json").read_text())
+        missing = [p for p in SUITES[suite] if p not in summary["presets"]]
+        for preset in missing:
+            part = cache / f"{name}.part-{preset}"
+            shutil.rmtree(part, ignore_errors=True)
+            t0 = time.perf_counter()
+            added = generate_suite(part, preset, seed=seed, overrides=overrides, progress=progress)
+            for seq in added["sequences"]:
+                for rel in seq["files"].values():
+                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (part / rel).rename(out / rel)
+            summary["sequences"] += added["sequences"]
+            summary["presets"][preset] = added["presets"][preset]
+            write_json(out / "suite.json", summary, indent=1)
+            shutil.rmtree(part)
+            print(f"added preset {preset} to {out} in {time.perf_counter() - t0:.0f} s", flush=True)
         return out
     part = cache / (name + ".part")
     shutil.rmtree(part, ignore_errors=True)
-    overrides = {k: v for k, v in (("num_sequences", sequences), ("num_frames", length)) if v}
     t0 = time.perf_counter()
-    generate_suite(part, suite, seed=seed, overrides=overrides, progress=sys.stderr.isatty())
+    generate_suite(part, suite, seed=seed, overrides=overrides, progress=progress)
     part.rename(out)
     print(f"generated {out} in {time.perf_counter() - t0:.0f} s", flush=True)
     return out

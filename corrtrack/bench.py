@@ -51,7 +51,8 @@ class BenchConfig:
     video: str | None = None  # the real video of the speed run; None = the shared vtest.avi
     people: tuple[int, ...] = ()  # synthetic scenes with these person counts (scaling rows); () = none
     quality: bool = True
-    quality_presets: tuple[str, ...] = ("crossing",)  # pairs hiding each other: where switches happen
+    # Pairs hiding each other, and running people under a shaking camera: where switches happen.
+    quality_presets: tuple[str, ...] = ("crossing", "fast")
     quality_sequences: int = 2
     quality_frames: int = 60
     similarities: tuple[str, ...] = ("corr", "oks")

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         quality: bool = typer.Option(True, "--quality/--no-quality",
                                      help="Track a tiny synthetic suite with exact ground truth (corr vs oks)."),
         quality_frames: int = typer.Option(60, "--quality-frames", min=3, help="Frames per quality sequence."),
-        quality_sequences: int = typer.Option(2, "--quality-sequences", min=1, help="Quality sequences."),
+        quality_sequences: int = typer.Option(2, "--quality-sequences", min=1, help="Quality sequences per preset (crossing, fast)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the synthetic scenes."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),

@@ -34,7 +34,7 @@ def parse_size(text: str) -> tuple[int, int]:
 @data_app.command("synth")
 def synth_cmd(
     outdir: Path = typer.Argument(..., help="Folder to write the suite into (posetrack/, coco/, videos/, ...)."),
-    preset: str = typer.Option("all", "--preset", "-p", help="walk, crossing, crowd, reentry or all."),
+    preset: str = typer.Option("all", "--preset", "-p", help="walk, crossing, crowd, reentry, fast or all."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same knobs -> byte-identical ground truth."),
     sequences: Optional[int] = typer.Option(None, "--sequences", help="Sequences per preset (preset: 8)."),
     length: Optional[int] = typer.Option(None, "--length", help="Frames per sequence (preset: 150)."),

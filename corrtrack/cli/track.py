@@ -66,6 +66,9 @@ def register(app: typer.Typer) -> None:
         end: Optional[int] = typer.Option(None, "--end", min=1, help="Stop before this frame."),
         keep_alive: int = typer.Option(TrackerConfig.keep_alive, "--keep-alive", min=0,
                                        help="Frames an unmatched track waits for its person."),
+        recency_penalty: float = typer.Option(TrackerConfig.recency_penalty, "--recency-penalty", min=0.0,
+                                              help="Matching order: score minus this per frame a track has "
+                                              "not been matched (0: score alone)."),
         joint_threshold: float = typer.Option(TrackerConfig.output_joint_thresh, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
         pose_model: str = typer.Option("auto", "--pose-model",
@@ -109,7 +112,7 @@ def register(app: typer.Typer) -> None:
             similarity=similarity.value, threshold=threshold, keep_alive=keep_alive,
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
-            use_refinement=not no_refinement, corr_oks=not no_corr_oks)
+            use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty)
         config = RunConfig(tracker=tracker, pose=pose_config(pose_model), render=render, start=start,
                            end=end, device=device, progress=not quiet,
                            corr_weights=str(corr_weights) if corr_weights else None)

@@ -13,17 +13,20 @@ from corrtrack.pipeline.similarity import mirror_oks_matrix
 from corrtrack.structures import RECOVERED, Poses
 
 
-def greedy_match(scores: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+def greedy_match(scores: np.ndarray, threshold: float, priority: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Pairs (row, col), highest score first, each row and column used once, score >= threshold.
 
-    Ties go to the lower row, then the lower column (a stable sort), so the
-    result does not depend on floating-point noise in the order of equal scores.
+    ``priority`` (same shape), when given, sets the order instead of ``scores``;
+    the threshold still applies to ``scores``. Ties go to the lower row, then
+    the lower column (a stable sort), so the result does not depend on
+    floating-point noise in the order of equal scores.
     """
     scores = np.asarray(scores, np.float64)
     if scores.size == 0:
         return []
     rows, cols = np.nonzero(scores >= threshold)
-    order = np.argsort(-scores[rows, cols], kind="stable")
+    key = scores if priority is None else np.asarray(priority, np.float64)
+    order = np.argsort(-key[rows, cols], kind="stable")
     used_r: set[int] = set()
     used_c: set[int] = set()
     pairs = []

@@ -8,7 +8,8 @@ Per frame t, :meth:`Tracker.step` takes the detected poses of t and
    t-1 whose propagated pose no detection explains get a pose re-estimated in a
    box around the propagated keypoints; OKS-NMS over detected + recovered,
 3. scores tracks x candidates with the configured similarity and matches them
-   greedily (highest first, above a threshold),
+   greedily (highest first, above a threshold; a track not matched for a few
+   frames goes after a fresher one on a near tie: ``recency_penalty``),
 4. removes duplicates (second detections of a matched person),
 5. starts a new track for every remaining detected candidate. A track that is
    not matched stays alive for ``keep_alive`` frames, so a person who
@@ -119,6 +120,13 @@ class TrackerConfig:
     # ~0 there, where OKS tolerates it. On 12 suite sequences with real detections (bench_tracking.py
     # --subset 3) ID switches fell from 1093 to 871 (OKS 884, flow 904) and IDF1 rose 51.8 -> 58.9.
     corr_oks: bool = True
+    # Greedy matching takes pairs in the order of score - recency_penalty x (frames since the track
+    # was last matched - 1); the threshold applies to the score alone. Why: a track kept alive
+    # while its person is hidden is propagated from an older frame, and its maps can land on the
+    # person in front, who is matched by a fresher track; with equal footing the two tracks take
+    # that person in turns (an ID switch each frame). OKS compares with the last pose, which
+    # favours the fresher track by itself. (DeepSORT's matching cascade, softened.)
+    recency_penalty: float = 0.03
 
     def __post_init__(self) -> None:
         if self.similarity not in DEFAULT_THRESHOLDS:
@@ -303,11 +311,17 @@ class Tracker:
                 if cfg.duplicate_removal and ctx.corr_maps is not None:
                     votes[rows] = correspondence_votes(ctx.corr_maps, candidates, cfg.joint_thresh,
                                                        cfg.corr_joint_conf)
+                    if cfg.corr_oks:
+                        # As for the similarity: a second detection a few pixels off the sharp
+                        # refined maps reads ~0 there, but its joints sit on the propagated ones.
+                        votes[rows] = np.maximum(votes[rows], keypoint_votes(m[0], candidates, cfg.joint_thresh))
                 elif cfg.duplicate_removal:
                     # Without maps, a joint's correspondence is where the track's joint moved to (or stayed).
                     ref = group_poses[src] if m is None else m[0]
                     votes[rows] = keypoint_votes(ref, candidates, cfg.joint_thresh)
-        matches = greedy_match(scores, cfg.match_threshold)
+        gaps = np.array([index - tr.frame for tr in live], np.float64)
+        priority = scores - cfg.recency_penalty * (gaps - 1)[:, None] if len(live) else None
+        matches = greedy_match(scores, cfg.match_threshold, priority)
         keep = (remove_duplicates(matches, votes, cfg.duplicate.ratio) if cfg.duplicate_removal
                 else np.ones(len(candidates), bool))
         ids = np.full(len(candidates), -1, np.int64)

@@ -67,7 +67,8 @@ def test_bench_cli_tiny(vtest, tmp_path):
         assert 0 < r["tracking_share"] < 100
         assert r["detected"] > 0 and r["propagated"] > 0  # people walk in both clips from frame 0
     q = data["quality"]
-    assert set(q["methods"]) == {"corr", "oks"} and q["sequences"] == 1 and q["frames"] == 5 and q["gt_poses"] > 0
+    assert set(q["methods"]) == {"corr", "oks"} and q["presets"] == ["crossing", "fast"]
+    assert q["sequences"] == 2 and q["frames"] == 10 and q["gt_poses"] > 0  # 1 sequence of 5 frames per preset
     for m in q["methods"].values():
         assert set(QUALITY_COLUMNS[1:]) <= set(m)
         assert isinstance(m["IDSW"], int) and m["IDSW"] >= 0

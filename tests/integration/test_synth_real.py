@@ -39,7 +39,8 @@ def suite(shared_data, tmp_path_factory):
     for preset, knobs in (("crossing", {"num_sequences": 3, "num_frames": 100}),
                           ("reentry", {"num_sequences": 3, "num_frames": 100}),
                           ("walk", {"num_sequences": 1, "num_frames": 60}),
-                          ("crowd", {"num_sequences": 1, "num_frames": 60})):
+                          ("crowd", {"num_sequences": 1, "num_frames": 60}),
+                          ("fast", {"num_sequences": 1, "num_frames": 40})):
         summaries[preset] = generate_suite(out / preset, preset, seed=0, overrides=knobs, cache_dir=cache,
                                            progress=False)
     return out, summaries
@@ -120,6 +121,29 @@ def test_greedy_iou_matching_switches_ids_where_true_ids_do_not(suite):
         assert ours.mot.totals()["num_switches"] > 0, preset
         assert truth.mot.totals()["num_switches"] == 0
         assert ours.ap.mAP == pytest.approx(100)  # same poses: only the ids differ
+
+
+def _median_step(gt) -> float:
+    """Median distance a visible joint moves between consecutive frames, in px."""
+    steps = []
+    for a, b in zip(gt.poses, gt.poses[1:]):
+        for i, t in enumerate(a.track_ids):
+            j = np.flatnonzero(b.track_ids == t)
+            if len(j):
+                ka, kb = a.keypoints[i], b.keypoints[j[0]]
+                ok = (ka[:, 2] > 0) & (kb[:, 2] > 0)
+                steps += np.linalg.norm(kb[ok, :2] - ka[ok, :2], axis=1).tolist()
+    return float(np.median(steps))
+
+
+def test_fast_preset_moves_people_much_further_per_frame(suite):
+    """The fast preset exists to test large motion (paper 6.2): running people at half the frame rate."""
+    out, summaries = suite
+    man = json.loads((out / "fast" / "manifests" / "005001_mpiinew_fast.json").read_text())
+    assert man["fps"] == pytest.approx(12.5) and man["knobs"]["shake"] > 0 and man["knobs"]["blur"] > 0
+    fast = _median_step(read_posetrack_dir(out / "fast" / "posetrack")[0])
+    walk = _median_step(read_posetrack_dir(out / "walk" / "posetrack")[0])
+    assert fast > 3 * walk and fast > 10, (fast, walk)
 
 
 def test_visible_joints_of_real_people_lie_on_their_masks(suite):

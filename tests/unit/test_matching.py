@@ -39,6 +39,15 @@ def test_greedy_threshold_and_shapes():
     assert greedy_match(np.array([[0.3]]), 0.3) == [(0, 0)]  # the threshold itself matches
 
 
+def test_greedy_priority_orders_but_the_score_thresholds():
+    s = np.array([[0.9, 0.8],
+                  [0.85, 0.1]])
+    prio = s - np.array([[0.1], [0.0]])  # row 0 penalised: (1,0)=0.85 now goes before (0,0)=0.8
+    assert greedy_match(s, 0.3, prio) == [(1, 0), (0, 1)]
+    assert greedy_match(s, 0.3, s) == greedy_match(s, 0.3) == [(0, 0)]
+    assert greedy_match(s, 0.3, np.ones_like(s)) == [(0, 0)]  # equal priority: row-major; (1,1)=0.1 < 0.3
+
+
 def test_greedy_ties_are_deterministic():
     s = np.full((3, 3), 0.5)
     assert greedy_match(s, 0.3) == [(0, 0), (1, 1), (2, 2)]

@@ -245,7 +245,7 @@ def test_gt_against_itself_is_perfect_and_names_follow_posetrack(coco_file, back
     _suite(tmp_path / "out", coco_file, background_file, "all", people=(2, 4), lookalikes=1, occlusion_frames=(3, 6))
     gts = read_posetrack_dir(tmp_path / "out" / "posetrack")
     assert [g.name for g in gts] == ["001001_mpiinew_walk", "002001_mpiinew_crossing", "003001_mpiinew_crowd",
-                                     "004001_mpiinew_reentry"]
+                                     "004001_mpiinew_reentry", "005001_mpiinew_fast"]
     g = gts[2]
     assert g.frames[3].file_name == "images/val/003001_mpiinew_crowd/000003.jpg"
     assert g.frames[3].image_id == 30030010003 and g.meta["vid_id"] == "003001" and g.meta["nframes"] == 40

@@ -236,6 +236,65 @@ def test_duplicate_removal_in_the_tracker(similarity):
         assert out.track_ids[0] == 0
 
 
+def big_person(x: float, y: float = 240.0) -> Poses:
+    """A 250 px person seen from the back (no face joints)."""
+    kp = np.zeros((1, 17, 3))
+    kp[0, :, :2] = TEMPLATE * 250 + (x, y)
+    kp[0, 5:, 2] = 0.9
+    return Poses(kp, "coco17")
+
+
+def sharp_maps(poses: Poses):
+    """CorrMaps with a Gaussian of one cell (as sharp as the trained model's) at every joint of ``poses``."""
+    import torch
+
+    from corrtrack.models.corr_codec import Letterbox, encode_targets, image_to_grid
+    from corrtrack.pipeline.propagate import CorrMaps
+
+    lb = Letterbox.fit(IMAGE.shape[1], IMAGE.shape[0], 512)
+    g = torch.as_tensor(image_to_grid(poses.keypoints[..., :2], lb, 4))
+    valid = poses.keypoints[..., 2] > 0
+    return CorrMaps(0.9 * encode_targets(g, torch.as_tensor(valid), 128, 128, 1.0).float(), lb, 4, valid, True)
+
+
+def test_duplicate_a_few_pixels_off_the_sharp_maps_is_removed_with_corr_oks():
+    """Refined maps are Gaussians of one cell (paper eq. 3; 5 px on this 640 px frame): a second
+    detection of a 250 px person whose joints sit 12 px off the propagated ones reads ~0 on them, but
+    by keypoint similarity most of its joints still land there."""
+    def still(src, _a, dst, _b, poses):  # nobody moves
+        return poses, sharp_maps(poses)
+
+    one, dup = big_person(300), big_person(312)
+    dup.keypoints[0, 15:, :2] += (60, 0)  # ankles elsewhere: OKS to `one` below NMS's 0.7
+    dup.scores[:] = 0.5
+    for corr_oks, expected in [(True, 1), (False, 2)]:
+        tracker = Tracker(TrackerConfig(recovery=NO_RECOVERY, corr_oks=corr_oks), correspond=still)
+        tracker.step(0, one, IMAGE)
+        out = tracker.step(1, Poses.concat([one, dup]), IMAGE)
+        assert len(out) == expected, corr_oks
+        assert out.track_ids[0] == 0
+
+
+def test_a_fresher_track_wins_a_near_tie_against_one_kept_alive():
+    """Person 0 is hidden from frame 1 on; its kept-alive track's maps land exactly on person 1 in
+    front, whose own track (matched in frame 1) moves 2 px off: without the recency penalty the
+    hidden person's track would take person 1 (an ID switch)."""
+    c = big_person(400)
+
+    def moves(src, _a, dst, _b, poses):  # frame 1: nobody moves; frame 2: both tracks land on c
+        kp = poses.keypoints.copy()
+        if dst == 2:
+            kp[..., :2] = c.keypoints[0, :, :2] + (0.0 if src == 0 else 2.0)
+        moved = poses.replace(keypoints=kp)
+        return moved, sharp_maps(moved)
+
+    for penalty, winner in [(0.03, 1), (0.0, 0)]:
+        tracker = Tracker(TrackerConfig(recovery=NO_RECOVERY, recency_penalty=penalty), correspond=moves)
+        assert list(tracker.step(0, Poses.concat([big_person(150), big_person(400)]), IMAGE).track_ids) == [0, 1]
+        assert list(tracker.step(1, big_person(400), IMAGE).track_ids) == [1]
+        assert list(tracker.step(2, c, IMAGE).track_ids) == [winner], penalty
+
+
 def test_tracker_checks_its_parts():
     with pytest.raises(ValueError, match="correspondence propagator"):
         Tracker(TrackerConfig(similarity="corr", recovery=NO_RECOVERY))
