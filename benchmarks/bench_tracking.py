@@ -634,6 +634,20 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+def headline(results) -> list[str]:
+    """One line: corr's ID switches against OKS and flow per group, and the issue-7 target."""
+    if not all(m in rows for rows in results.values() for m in ("corr", "oks")):
+        return []
+    ratio = ", ".join(f"{g} {rows['corr']['IDSW'] / max(rows['oks']['IDSW'], 1):.2f}x"
+                      for g, rows in results.items())
+    tot = results["total"]
+    line = (f"* **`corr` ID switches / `oks` ID switches**: {ratio} (target: at most 0.5x, the paper's "
+            f"\"about half\"). Total: `corr` {tot['corr']['IDSW']}, `oks` {tot['oks']['IDSW']}")
+    if "flow" in tot:
+        line += f", `flow` {tot['flow']['IDSW']}"
+    return ["", line + "."]
+
+
 def section(results, info, args, models: Models, load, sets) -> str:
     cmd = " ".join(["python benchmarks/bench_tracking.py", *sys.argv[1:]])
     cols = [c for c in COLUMNS if info["idmetrics"] or c not in ("IDF1", "HOTA", "AssA")]
@@ -662,9 +676,12 @@ def section(results, info, args, models: Models, load, sets) -> str:
         "softmax maps, no refinement), "
         "`corr-nodup` (no duplicate removal), `corr+rec` (recovery of missed people), `+merge` (eq. 8).",
     ]
+    lines += headline(results)
     for g, rows in results.items():
         n = info["per_group"][g]
         lines += ["", f"**{g}** ({n} sequences)", "", table_md(rows, cols)]
+    lines += ["", "![ID switches and MOTA per method and preset](docs/img/bench_tracking.png)", "",
+              "(The plot: `python benchmarks/plot_tracking.py JSON` on this run's `--json`.)"]
     if args.notes:
         lines += ["", args.notes.read_text(encoding="utf-8").strip()]
     return "\n".join(lines)
