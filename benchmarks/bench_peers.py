@@ -271,8 +271,8 @@ def section(results, info, cols, runs, notes, args, tag, load, models, peers) ->
         "follows its box; ByteTrack's defaults start a track only at a confidence >= 0.7, which part of NanoDet's "
         "people, accepted from 0.4, never reach). Ours (recovery and merging off): `corr` (correspondences: "
         "eq. 6 or OKS of the propagated joints, whichever is larger), `oks` (OKS-greedy), `iou`, `flow` (DIS "
-        "optical flow + OKS), `reid` (crop embeddings). Every output is finalised by the pipeline's `write_tracked` (tracks "
-        "shorter than 3 frames dropped, joints below 0.3 not written)."),
+        "optical flow + OKS), `reid` (crop embeddings). Every output is finalised by the pipeline's "
+        "`write_tracked` (tracks shorter than 3 frames dropped, joints below 0.3 not written)."),
         "* Runs read: " + ", ".join(f"`{m}` = `runs/{d.name}`" + (f" ({notes[m]})" if m in notes else "")
                                     for m, d in runs.items()) + ".",
         ("* MOTA / IDSW / mAP / Prec / Rec: `corrtrack eval` (IDSW summed over the 15 joints); IDF1 and keypoint "

@@ -320,8 +320,7 @@ class Tracker:
                     ref = group_poses[src] if m is None else m[0]
                     votes[rows] = keypoint_votes(ref, candidates, cfg.joint_thresh)
         gaps = np.array([index - tr.frame for tr in live], np.float64)
-        priority = scores - cfg.recency_penalty * (gaps - 1)[:, None] if len(live) else None
-        matches = greedy_match(scores, cfg.match_threshold, priority)
+        matches = greedy_match(scores, cfg.match_threshold, scores - cfg.recency_penalty * (gaps - 1)[:, None])
         keep = (remove_duplicates(matches, votes, cfg.duplicate.ratio) if cfg.duplicate_removal
                 else np.ones(len(candidates), bool))
         ids = np.full(len(candidates), -1, np.int64)

@@ -40,6 +40,21 @@ def poses_at(centres) -> Poses:
     return Poses.concat([pose_at(x, y) for x, y in centres], layout="coco17")
 
 
+def gaussian_maps(poses: Poses, sigma: float):
+    """Refined-style CorrMaps of ``poses`` on IMAGE: a Gaussian of ``sigma`` cells (peak 0.9) at every
+    joint (the trained model's are about one cell wide)."""
+    import torch
+
+    from corrtrack.models.corr_codec import Letterbox, encode_targets, image_to_grid
+    from corrtrack.pipeline.propagate import CorrMaps
+
+    lb = Letterbox.fit(IMAGE.shape[1], IMAGE.shape[0], 512)
+    valid = poses.keypoints[..., 2] > 0
+    g = torch.as_tensor(image_to_grid(poses.keypoints[..., :2], lb, 4))
+    maps = 0.9 * encode_targets(g, torch.as_tensor(valid), 128, 128, sigma).float()
+    return CorrMaps(maps, lb, 4, valid, True)
+
+
 class World:
     """Ground-truth people per frame: ``pos[frame][gt_id] = (x, y)``; fakes read it."""
 
@@ -71,17 +86,8 @@ class World:
 
     def correspond_maps(self, src, src_image, dst, dst_image, poses):
         """Like ``correspond``, plus eq. 6 maps: a Gaussian (peak 0.9) at every moved joint."""
-        import torch
-
-        from corrtrack.models.corr_codec import Letterbox, encode_targets, image_to_grid
-        from corrtrack.pipeline.propagate import CorrMaps
-
         moved, _ = self.correspond(src, src_image, dst, dst_image, poses)
-        lb = Letterbox.fit(IMAGE.shape[1], IMAGE.shape[0], 512)
-        valid = moved.keypoints[..., 2] > 0
-        g = torch.as_tensor(image_to_grid(moved.keypoints[..., :2], lb, 4))
-        maps = 0.9 * encode_targets(g, torch.as_tensor(valid), 128, 128, 1.5).float()
-        return moved, CorrMaps(maps, lb, 4, valid, True)
+        return moved, gaussian_maps(moved, sigma=1.5)
 
     def estimate(self, _image, boxes):
         """The person whose centre lies in the box, else a low-scoring guess."""
@@ -244,25 +250,12 @@ def big_person(x: float, y: float = 240.0) -> Poses:
     return Poses(kp, "coco17")
 
 
-def sharp_maps(poses: Poses):
-    """CorrMaps with a Gaussian of one cell (as sharp as the trained model's) at every joint of ``poses``."""
-    import torch
-
-    from corrtrack.models.corr_codec import Letterbox, encode_targets, image_to_grid
-    from corrtrack.pipeline.propagate import CorrMaps
-
-    lb = Letterbox.fit(IMAGE.shape[1], IMAGE.shape[0], 512)
-    g = torch.as_tensor(image_to_grid(poses.keypoints[..., :2], lb, 4))
-    valid = poses.keypoints[..., 2] > 0
-    return CorrMaps(0.9 * encode_targets(g, torch.as_tensor(valid), 128, 128, 1.0).float(), lb, 4, valid, True)
-
-
 def test_duplicate_a_few_pixels_off_the_sharp_maps_is_removed_with_corr_oks():
     """Refined maps are Gaussians of one cell (paper eq. 3; 5 px on this 640 px frame): a second
     detection of a 250 px person whose joints sit 12 px off the propagated ones reads ~0 on them, but
     by keypoint similarity most of its joints still land there."""
     def still(src, _a, dst, _b, poses):  # nobody moves
-        return poses, sharp_maps(poses)
+        return poses, gaussian_maps(poses, sigma=1.0)
 
     one, dup = big_person(300), big_person(312)
     dup.keypoints[0, 15:, :2] += (60, 0)  # ankles elsewhere: OKS to `one` below NMS's 0.7
@@ -286,7 +279,7 @@ def test_a_fresher_track_wins_a_near_tie_against_one_kept_alive():
         if dst == 2:
             kp[..., :2] = c.keypoints[0, :, :2] + (0.0 if src == 0 else 2.0)
         moved = poses.replace(keypoints=kp)
-        return moved, sharp_maps(moved)
+        return moved, gaussian_maps(moved, sigma=1.0)
 
     for penalty, winner in [(0.03, 1), (0.0, 0)]:
         tracker = Tracker(TrackerConfig(recovery=NO_RECOVERY, recency_penalty=penalty), correspond=moves)
