@@ -28,6 +28,12 @@ def corr_cmd(
                                              help="Start from this corrnet.pt's Siamese weights (everything but "
                                                   "the refinement); e.g. with --steps-siamese 0 to train only a "
                                                   "new refinement."),
+    temporal_prob: float = typer.Option(0.0, "--temporal-prob",
+                                        help="Share of samples that are two labelled frames of one video "
+                                             "(images need 'source' + 'frame_index', as `corrtrack data "
+                                             "pseudolabel` writes); 0 = the paper's warps only."),
+    temporal_max_frames: int = typer.Option(12, "--temporal-max-frames",
+                                            help="Farthest apart two frames of a real pair may be."),
     seed: int = typer.Option(0, help="Seed: same seed and data give the same model."),
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
     workers: int = typer.Option(2, help="Data loading processes."),
@@ -35,7 +41,8 @@ def corr_cmd(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
     stop_after: Optional[int] = typer.Option(None, help="Stop after this global step (checkpointed)."),
 ) -> None:
-    """Train on single images with person keypoints; the second image is a random affine warp.
+    """Train on single images with person keypoints; the second image is a random affine warp
+    (or, with --temporal-prob, another labelled frame of the same video).
 
     Writes OUT/checkpoint.pt, OUT/metrics.csv and, when done, OUT/corrnet.pt.
     Run under torchrun for several GPUs.
@@ -60,7 +67,8 @@ def corr_cmd(
     cfg = CorrTrainConfig(annotations=tuple(map(str, annotations)), images=tuple(map(str, images)), out_dir=str(out),
                           net=net, steps_siamese=steps_siamese, steps_refine=steps_refine, batch_size=batch_size,
                           lr=lr, refine_sigma=refine_sigma, init_from=str(init_from) if init_from else "",
-                          seed=seed, device=device, workers=workers, checkpoint_every=checkpoint_every)
+                          temporal_prob=temporal_prob, temporal_max_frames=temporal_max_frames, seed=seed,
+                          device=device, workers=workers, checkpoint_every=checkpoint_every)
     path = train_corr(cfg, resume=resume, stop_after=stop_after)
     if path.is_file():
         typer.echo(f"model: {path}")

@@ -10,6 +10,15 @@ swap left and right labels - as a Gaussian map, or an all-zero map when the
 warp moved it out of the frame. BCE on both stages, trained module-wise: the
 Siamese module first, then the refinement module with the Siamese frozen.
 
+Optionally (``temporal_prob`` > 0; off by default, the paper uses warps only) a
+sample is instead a real frame pair of one video: two labelled frames of the
+same source up to ``temporal_max_frames`` apart, the people linked between
+them where the link is unambiguous (``link_people``). The target is then the
+same person's labelled joint in the other frame: real non-rigid motion and
+occlusion, which affine warps never show. A joint unlabelled in the other
+frame has no known position (hidden, or the labeller missed it) and is left
+out of the loss rather than trained towards zero.
+
 Determinism and exact resume: the record and the warp of the i-th sample of
 the run are functions of (seed, i) alone (``StepSampler`` hands each rank its
 slice of every global batch, the role DistributedSampler plays, but it can
@@ -66,6 +75,8 @@ class CorrTrainConfig:
     sigma: float = 1.0  # target Gaussian, in feature cells (4 canvas pixels)
     refine_sigma: float = 1.0  # the refinement's target Gaussian, cells (2.0 measured: higher peaks, less precise)
     init_from: str = ""  # a saved model whose Siamese weights start the run (then e.g. --steps-siamese 0)
+    temporal_prob: float = 0.0  # share of samples that are real frame pairs (needs source + frame_index)
+    temporal_max_frames: int = 12  # the farthest two frames of a real pair may be apart
     max_persons: int = 8
     min_keypoints: int = 4  # people with fewer labelled joints are skipped
     seed: int = 0
@@ -80,6 +91,8 @@ class CorrTrainConfig:
             raise CorrtrackError("training: give one image folder per annotation file")
         if self.steps_siamese < 0 or self.steps_refine < 0 or self.steps_siamese + self.steps_refine == 0:
             raise CorrtrackError("training: steps must be >= 0 and not both 0")
+        if not 0.0 <= self.temporal_prob <= 1.0 or self.temporal_max_frames < 1:
+            raise CorrtrackError("training: temporal_prob must be in [0, 1] and temporal_max_frames >= 1")
 
     @property
     def total_steps(self) -> int:
@@ -94,6 +107,9 @@ class Record:
     width: int
     height: int
     keypoints: np.ndarray  # (P, K, 3) x, y, v
+    boxes: np.ndarray | None = None  # (P, 4) x, y, w, h; from the labelled joints when the file has none
+    source: str = ""  # the video a frame comes from (the image's "source", or PoseTrack's "vid_id")
+    frame_index: int = -1
 
 
 def read_coco_records(ann_path: str | Path, image_dir: str | Path, num_joints: int = 17,
@@ -107,6 +123,7 @@ def read_coco_records(ann_path: str | Path, image_dir: str | Path, num_joints: i
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CorrtrackError(f"{ann_path}: not a readable COCO keypoint file ({e})") from None
     people: dict[int, list[np.ndarray]] = {}
+    boxes: dict[int, list[np.ndarray]] = {}
     for a in anns:
         kp = a.get("keypoints")
         if not kp or a.get("iscrowd", 0):
@@ -117,6 +134,7 @@ def read_coco_records(ann_path: str | Path, image_dir: str | Path, num_joints: i
         kp = np.asarray(kp, np.float64).reshape(num_joints, 3)
         if (kp[:, 2] > 0).sum() >= min_keypoints:
             people.setdefault(a["image_id"], []).append(kp)
+            boxes.setdefault(a["image_id"], []).append(_box(a.get("bbox"), kp))
     records = []
     for iid, kps in sorted(people.items()):
         im = images.get(iid)
@@ -125,8 +143,90 @@ def read_coco_records(ann_path: str | Path, image_dir: str | Path, num_joints: i
         path = image_dir / im["file_name"]
         if not path.is_file():
             raise CorrtrackError(f"{path}: image listed in {ann_path.name} not found")
-        records.append(Record(path, int(im["width"]), int(im["height"]), np.stack(kps)))
+        source = str(im.get("source", im.get("vid_id", "")))
+        frame = im.get("frame_index", im.get("frame_id", -1))
+        records.append(Record(path, int(im["width"]), int(im["height"]), np.stack(kps), np.stack(boxes[iid]),
+                              source, int(frame) if isinstance(frame, (int, float)) else -1))
     return records
+
+
+def _box(bbox, kp: np.ndarray) -> np.ndarray:
+    if bbox is not None and len(bbox) == 4 and bbox[2] > 0 and bbox[3] > 0:
+        return np.asarray(bbox, np.float64)
+    xy = kp[kp[:, 2] > 0, :2]
+    if len(xy) == 0:  # kept only with min_keypoints = 0; never linked (zero-size box)
+        return np.zeros(4)
+    lo, hi = xy.min(0), xy.max(0)
+    return np.array([lo[0], lo[1], *(hi - lo)], np.float64)
+
+
+def _match_unambiguous(boxes_a: np.ndarray, boxes_b: np.ndarray, max_dist: float, margin: float) -> np.ndarray:
+    """For each person of frame a, the index of the same person in frame b, or -1.
+
+    Linked only when each is the other's nearest box centre (distance in units
+    of the box diagonal below ``max_dist``) and every other candidate, on
+    either side, is ``margin`` times farther: a wrong link would teach the
+    network a wrong correspondence, a missed one only costs a sample.
+    """
+    out = np.full(len(boxes_a), -1)
+    if len(boxes_a) == 0 or len(boxes_b) == 0:
+        return out
+    ca = boxes_a[:, :2] + boxes_a[:, 2:] / 2
+    cb = boxes_b[:, :2] + boxes_b[:, 2:] / 2
+    diag = np.sqrt(np.maximum(np.hypot(boxes_a[:, 2], boxes_a[:, 3])[:, None]
+                              * np.hypot(boxes_b[:, 2], boxes_b[:, 3])[None], 1e-6))
+    d = np.linalg.norm(ca[:, None] - cb[None], axis=-1) / diag
+    for i in range(len(boxes_a)):
+        j = int(d[i].argmin())
+        if d[i, j] >= max_dist or int(d[:, j].argmin()) != i:
+            continue
+        others_row = np.delete(d[i], j)
+        others_col = np.delete(d[:, j], i)
+        if (others_row < margin * d[i, j]).any() or (others_col < margin * d[i, j]).any():
+            continue
+        out[i] = j
+    return out
+
+
+def link_people(records: list[Record], max_frames: int, max_dist: float = 0.5,
+                margin: float = 2.0) -> list[list[tuple[int, np.ndarray]]]:
+    """Real frame pairs: for each record, ``(other record, person map)`` for the labelled frames of the
+    same source at most ``max_frames`` apart, where ``map[p]`` is person p's index in the other
+    frame (-1: not linked). People are linked between consecutive labelled frames
+    (``_match_unambiguous``) and the links chained, so a pair of frames farther apart shares the
+    people whose chain of links is unbroken between them."""
+    partners: list[list[tuple[int, np.ndarray]]] = [[] for _ in records]
+    by_source: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        if r.source and r.frame_index >= 0 and r.boxes is not None:
+            by_source.setdefault(r.source, []).append(i)
+    for idx in by_source.values():
+        idx.sort(key=lambda i: records[i].frame_index)
+        tracks: list[np.ndarray] = []  # per record of this source: a chain id per person
+        next_id = 0
+        for n, i in enumerate(idx):
+            ids = np.full(len(records[i].keypoints), -1)
+            if n > 0 and 0 < records[i].frame_index - records[idx[n - 1]].frame_index <= max_frames:
+                prev = idx[n - 1]
+                back = _match_unambiguous(records[i].boxes, records[prev].boxes, max_dist, margin)
+                ids = np.where(back >= 0, tracks[-1][np.maximum(back, 0)], -1)
+            new = ids < 0
+            ids[new] = np.arange(next_id, next_id + new.sum())
+            next_id += int(new.sum())
+            tracks.append(ids)
+        for n, i in enumerate(idx):
+            for m in range(n + 1, len(idx)):
+                j = idx[m]
+                if records[j].frame_index - records[i].frame_index > max_frames:
+                    break
+                where = {int(t): q for q, t in enumerate(tracks[m])}
+                fwd = np.array([where.get(int(t), -1) for t in tracks[n]])
+                if (fwd >= 0).any():
+                    back = np.full(len(tracks[m]), -1)
+                    back[fwd[fwd >= 0]] = np.flatnonzero(fwd >= 0)
+                    partners[i].append((j, fwd))
+                    partners[j].append((i, back))
+    return partners
 
 
 def sample_affine(rng: np.random.Generator, width: int, height: int, cfg: WarpConfig) -> np.ndarray:
@@ -144,11 +244,16 @@ def sample_affine(rng: np.random.Generator, width: int, height: int, cfg: WarpCo
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """Sample i of the run -> (image, warped image, keypoints in both, on the feature grid)."""
+    """Sample i of the run -> (image, second image, keypoints in both, on the feature grid).
+
+    The second image is a random warp of the first, or (with ``temporal_prob``)
+    another labelled frame of the same video (``link_people``).
+    """
 
     def __init__(self, records: list[Record], cfg: CorrTrainConfig):
         self.records, self.cfg = records, cfg
         self.size, self.stride, self.k = cfg.net.input_size, cfg.net.stride, cfg.net.num_joints
+        self.partners = link_people(records, cfg.temporal_max_frames) if cfg.temporal_prob > 0 else None
 
     def __len__(self) -> int:  # samples are addressed by their index in the whole run
         return 1 << 62
@@ -156,35 +261,62 @@ class PairDataset(torch.utils.data.Dataset):
     def record_index(self, i: int) -> int:
         return epoch_permutation_index(self.cfg.seed, len(self.records), i)
 
+    def _partner(self, ri: int, i: int) -> tuple[int, np.ndarray] | None:
+        if self.partners is None or not self.partners[ri]:
+            return None
+        # Its own stream, so that temporal_prob = 0 leaves every warp as it was.
+        rng = np.random.default_rng([self.cfg.seed, 2, i])
+        if rng.random() >= self.cfg.temporal_prob:
+            return None
+        return self.partners[ri][int(rng.integers(len(self.partners[ri])))]
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         import cv2
 
-        rec = self.records[self.record_index(i)]
+        ri = self.record_index(i)
+        rec = self.records[ri]
         rng = np.random.default_rng([self.cfg.seed, 1, i])
         img = read_rgb(rec.path)
         h, w = img.shape[:2]
-        m = sample_affine(rng, w, h, self.cfg.warp)
-        img2 = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        partner = self._partner(ri, i)
+        if partner is None:
+            m = sample_affine(rng, w, h, self.cfg.warp)
+            img2 = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        else:
+            j, to_j = partner
+            img2 = read_rgb(self.records[j].path)
+            if img2.shape[:2] != (h, w):
+                raise CorrtrackError(f"{self.records[j].path}: frame size differs from {rec.path} of the same video")
         if self.cfg.warp.photometric:
             img2 = _photometric(img2, rng)
         kps = rec.keypoints
+        chosen = np.arange(len(kps))
         if len(kps) > self.cfg.max_persons:
-            kps = kps[np.sort(rng.choice(len(kps), self.cfg.max_persons, replace=False))]
+            chosen = np.sort(rng.choice(len(kps), self.cfg.max_persons, replace=False))
+            kps = kps[chosen]
         kp1 = kps[..., :2]
         valid = (kps[..., 2] > 0) & inside_image(kp1, w, h)
-        kp2 = kp1 @ m[:, :2].T + m[:, 2]
-        present = valid & inside_image(kp2, w, h)
+        if partner is None:
+            kp2 = kp1 @ m[:, :2].T + m[:, 2]
+            known = valid  # a warp says where every joint went, out of the frame included
+        else:
+            other = self.records[j].keypoints[np.maximum(to_j[chosen], 0)]
+            kp2 = other[..., :2]
+            known = valid & (to_j[chosen, None] >= 0) & (other[..., 2] > 0)
+        present = known & inside_image(kp2, w, h)
         lb = Letterbox.fit(w, h, self.size, square=True)  # square: a batch needs one canvas size
         p, pm = len(kps), self.cfg.max_persons
         g1 = np.zeros((pm, self.k, 2), np.float32)
         g2 = np.zeros((pm, self.k, 2), np.float32)
         v1 = np.zeros((pm, self.k), bool)
         v2 = np.zeros((pm, self.k), bool)
+        k2 = np.zeros((pm, self.k), bool)
         g1[:p], g2[:p] = image_to_grid(kp1, lb, self.stride), image_to_grid(kp2, lb, self.stride)
-        v1[:p], v2[:p] = valid, present
+        v1[:p], v2[:p], k2[:p] = valid, present, known
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
         return {"img1": to_t(lb.apply(img)), "img2": to_t(lb.apply(img2)), "grid1": torch.from_numpy(g1),
-                "grid2": torch.from_numpy(g2), "valid1": torch.from_numpy(v1), "present2": torch.from_numpy(v2)}
+                "grid2": torch.from_numpy(g2), "valid1": torch.from_numpy(v1), "present2": torch.from_numpy(v2),
+                "known2": torch.from_numpy(k2)}
 
 
 # -- losses -----------------------------------------------------------------------
@@ -198,7 +330,8 @@ def siamese_loss(net: CorrespondenceNet, batch: dict, sigma: float):
     """BCE between the softmax affinity maps and the targets (paper eq. 4).
 
     Summed over the pixels of a map (the map is a distribution over the frame),
-    averaged over the maps of keypoints labelled in the first image.
+    averaged over the maps of keypoints labelled in the first image whose place in the second is
+    known (``known2``: all of them for a warp).
     """
     f = net.features(torch.cat([batch["img1"], batch["img2"]]).float().div_(255.0))
     b = batch["img1"].shape[0]
@@ -209,7 +342,7 @@ def siamese_loss(net: CorrespondenceNet, batch: dict, sigma: float):
     t = encode_targets(batch["grid2"].reshape(b, pk, 2), batch["present2"].reshape(b, pk), h, w, sigma)
     log1mp = torch.log1p(-logp.exp().clamp(max=1 - 1e-6))
     per_map = -(t * logp + (1 - t) * log1mp).sum((-1, -2))
-    return _masked_mean(per_map, batch["valid1"].reshape(b, pk)), logp.detach().exp(), (f1, f2)
+    return _masked_mean(per_map, batch["known2"].reshape(b, pk)), logp.detach().exp(), (f1, f2)
 
 
 def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float):
@@ -229,7 +362,7 @@ def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float):
     logits = net.refine_logits(f1, f2, maps)
     t = encode_targets(batch["grid2"], batch["present2"], h, w, sigma)
     per_map = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((-1, -2))
-    return _masked_mean(per_map, batch["valid1"]), torch.sigmoid(logits.detach()).reshape(b, p * k, h, w), (f1, f2)
+    return _masked_mean(per_map, batch["known2"]), torch.sigmoid(logits.detach()).reshape(b, p * k, h, w), (f1, f2)
 
 
 def init_siamese(net: CorrespondenceNet, path: str | Path) -> None:
@@ -250,7 +383,7 @@ def map_metrics(maps: torch.Tensor, batch: dict, radius: float = 1.5) -> tuple[f
     dec = decode_maps(maps).reshape(b, -1, 3)
     g2 = batch["grid2"].reshape(b, -1, 2)
     present = batch["present2"].reshape(b, -1)
-    gone = batch["valid1"].reshape(b, -1) & ~present
+    gone = batch["known2"].reshape(b, -1) & ~present
     hit = (dec[..., :2] - g2).norm(dim=-1) <= radius
     mean = lambda x, m: float((x * m).sum() / m.sum()) if m.any() else float("nan")  # noqa: E731
     return mean(hit.float(), present), mean(dec[..., 2], present), mean(dec[..., 2], gone)
@@ -388,6 +521,7 @@ def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None
         net.save(final, meta={"steps_siamese": cfg.steps_siamese, "steps_refine": cfg.steps_refine,
                               "batch_size": cfg.batch_size * d.world, "seed": cfg.seed,
                               "train_seconds": round(elapsed0 + time.time() - t0, 1),
-                              "data": [str(a) for a in cfg.annotations]})
+                              "data": [str(a) for a in cfg.annotations], "init_from": cfg.init_from,
+                              "temporal_prob": cfg.temporal_prob, "temporal_max_frames": cfg.temporal_max_frames})
     barrier(d.world)
     return final
