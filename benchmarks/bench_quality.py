@@ -375,6 +375,8 @@ def main() -> None:
                 preds[m].append(g.__class__(g.name, g.frames, out, {}))
                 seconds[m].append(sec)
                 bar.update(1)
+            if bar.disable:  # in a log file: one line per method instead of the bar
+                print(f"{m}: {len(gt_seqs)} sequences tracked in {sum(seconds[m]):.0f} s", flush=True)
         bar.close()
         load = (load_before, os.getloadavg()[0])
 
@@ -453,4 +455,9 @@ def _section(results, gt_seqs, noise: Noise, args, skipped, gen_cmd, n_frames, l
 
 
 if __name__ == "__main__":
-    main()
+    from corrtrack.errors import CorrtrackError
+
+    try:
+        main()
+    except CorrtrackError as e:  # bad input (e.g. a --suite-dir without a suite): one line, no traceback
+        sys.exit(f"bench_quality: {e}")
