@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from corrtrack.errors import CorrtrackError
 from corrtrack.models.corr_codec import Letterbox, decode_maps, encode_targets, image_to_grid, inside_image
 from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
+from corrtrack.structures import boxes_from_keypoints
 from corrtrack.train.common import (MetricsLog, StepSampler, average_gradients, barrier, config_dict,
                                     epoch_permutation_index, load_checkpoint, progress_bar, read_rgb, rng_state,
                                     save_checkpoint, set_rng_state, setup_distributed)
@@ -107,7 +108,7 @@ class Record:
     width: int
     height: int
     keypoints: np.ndarray  # (P, K, 3) x, y, v
-    boxes: np.ndarray | None = None  # (P, 4) x, y, w, h; from the labelled joints when the file has none
+    boxes: np.ndarray | None = None  # (P, 4) x1, y1, x2, y2; around the labelled joints when the file has none
     source: str = ""  # the video a frame comes from (the image's "source", or PoseTrack's "vid_id")
     frame_index: int = -1
 
@@ -151,13 +152,11 @@ def read_coco_records(ann_path: str | Path, image_dir: str | Path, num_joints: i
 
 
 def _box(bbox, kp: np.ndarray) -> np.ndarray:
+    """The annotation's COCO box (x, y, w, h) as x1, y1, x2, y2, else the box around the labelled joints."""
     if bbox is not None and len(bbox) == 4 and bbox[2] > 0 and bbox[3] > 0:
-        return np.asarray(bbox, np.float64)
-    xy = kp[kp[:, 2] > 0, :2]
-    if len(xy) == 0:  # kept only with min_keypoints = 0; never linked (zero-size box)
-        return np.zeros(4)
-    lo, hi = xy.min(0), xy.max(0)
-    return np.array([lo[0], lo[1], *(hi - lo)], np.float64)
+        x, y, w, h = map(float, bbox)
+        return np.array([x, y, x + w, y + h])
+    return boxes_from_keypoints(kp[None])[0]  # zeros without labelled joints: never linked
 
 
 def _match_unambiguous(boxes_a: np.ndarray, boxes_b: np.ndarray, max_dist: float, margin: float) -> np.ndarray:
@@ -171,10 +170,11 @@ def _match_unambiguous(boxes_a: np.ndarray, boxes_b: np.ndarray, max_dist: float
     out = np.full(len(boxes_a), -1)
     if len(boxes_a) == 0 or len(boxes_b) == 0:
         return out
-    ca = boxes_a[:, :2] + boxes_a[:, 2:] / 2
-    cb = boxes_b[:, :2] + boxes_b[:, 2:] / 2
-    diag = np.sqrt(np.maximum(np.hypot(boxes_a[:, 2], boxes_a[:, 3])[:, None]
-                              * np.hypot(boxes_b[:, 2], boxes_b[:, 3])[None], 1e-6))
+    ca = (boxes_a[:, :2] + boxes_a[:, 2:]) / 2
+    cb = (boxes_b[:, :2] + boxes_b[:, 2:]) / 2
+    size_a = np.linalg.norm(boxes_a[:, 2:] - boxes_a[:, :2], axis=1)
+    size_b = np.linalg.norm(boxes_b[:, 2:] - boxes_b[:, :2], axis=1)
+    diag = np.sqrt(np.maximum(size_a[:, None] * size_b[None], 1e-6))
     d = np.linalg.norm(ca[:, None] - cb[None], axis=-1) / diag
     for i in range(len(boxes_a)):
         j = int(d[i].argmin())
@@ -214,13 +214,13 @@ def link_people(records: list[Record], max_frames: int, max_dist: float = 0.5,
             ids[new] = np.arange(next_id, next_id + new.sum())
             next_id += int(new.sum())
             tracks.append(ids)
+        where = [{int(t): q for q, t in enumerate(ids)} for ids in tracks]  # chain id -> person, per record
         for n, i in enumerate(idx):
             for m in range(n + 1, len(idx)):
                 j = idx[m]
                 if records[j].frame_index - records[i].frame_index > max_frames:
                     break
-                where = {int(t): q for q, t in enumerate(tracks[m])}
-                fwd = np.array([where.get(int(t), -1) for t in tracks[n]])
+                fwd = np.array([where[m].get(int(t), -1) for t in tracks[n]])
                 if (fwd >= 0).any():
                     back = np.full(len(tracks[m]), -1)
                     back[fwd[fwd >= 0]] = np.flatnonzero(fwd >= 0)

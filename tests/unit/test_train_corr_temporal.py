@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _rec(frame, centres, source="v.mp4", size=20.0):
     kp = np.zeros((len(centres), 17, 3))
     kp[..., 2] = 2
-    boxes = np.array([[x - size / 2, y - size, size, 2 * size] for x, y in centres])
+    boxes = np.array([[x - size / 2, y - size, x + size / 2, y + size] for x, y in centres])
     kp[..., :2] = np.asarray(centres, float)[:, None]
     return Record(path=None, width=200, height=100, keypoints=kp, boxes=boxes, source=source, frame_index=frame)
 
