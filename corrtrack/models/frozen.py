@@ -26,9 +26,9 @@ from torch import nn
 
 
 class FrozenCPU:
-    """Call ``module(x)`` through a frozen TorchScript trace per input shape on CPU.
+    """Call ``module(*xs)`` through a frozen TorchScript trace per input shape on CPU.
 
-    ``module`` must take one tensor and return a tensor or a tuple of tensors. Keeps
+    ``module`` must take one or more tensors and return a tensor or a tuple of tensors. Keeps
     the ``max_shapes`` most recently used traces (a video has one frame shape, a pose
     model one crop shape; with ``batch_generic`` the batch size is not part of the
     shape). A trace holds the weights it was made with: make the
@@ -49,12 +49,12 @@ class FrozenCPU:
         return (self.enabled and x.device.type == "cpu" and not torch.is_grad_enabled()
                 and not self.owner.training and x.dtype == torch.float32)
 
-    def _trace(self, x: torch.Tensor):
+    def _trace(self, xs: tuple[torch.Tensor, ...]):
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 # The tracer warns that shape arithmetic becomes constants: intended, one trace per shape.
                 warnings.simplefilter("ignore")
-                traced = torch.jit.trace(self.module, x, check_trace=False)
+                traced = torch.jit.trace(self.module, xs, check_trace=False)
                 frozen = torch.jit.freeze(traced.eval())
                 return torch.jit.optimize_for_inference(frozen) if self.optimize else frozen
         except Exception as e:  # noqa: BLE001 - any tracing failure means: stay eager
@@ -65,20 +65,20 @@ class FrozenCPU:
     def clear(self) -> None:
         self._traces.clear()
 
-    def __call__(self, x: torch.Tensor):
-        if not self._usable(x):
-            return self.module(x)
-        shape = tuple(x.shape[1:]) if self.batch_generic else tuple(x.shape)
-        key = (shape, x.is_contiguous(memory_format=torch.channels_last))
+    def __call__(self, *xs: torch.Tensor):
+        if not self._usable(xs[0]):
+            return self.module(*xs)
+        key = tuple((tuple(x.shape[1:]) if self.batch_generic else tuple(x.shape),
+                     x.is_contiguous(memory_format=torch.channels_last)) for x in xs)
         if key not in self._traces:
-            # inference_mode tensors cannot be traced: trace outside it, on a plain copy
+            # inference_mode tensors cannot be traced: trace outside it, on plain copies
             with torch.inference_mode(False):
-                self._traces[key] = self._trace(x.clone())
+                self._traces[key] = self._trace(tuple(x.clone() for x in xs))
             while len(self._traces) > self.max_shapes:
                 self._traces.popitem(last=False)
         self._traces.move_to_end(key)
         fn = self._traces[key]
         if fn is None:
-            return self.module(x)
+            return self.module(*xs)
         with torch.no_grad():
-            return fn(x)
+            return fn(*xs)

@@ -23,7 +23,7 @@ def test_same_outputs_and_one_trace_per_shape():
             x = torch.randn(shape)
             torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-4)
     # batch size is not part of the key; the oldest shape was dropped (LRU of 2)
-    assert [k[0] for k in fast._traces] == [(3, 20, 12), (3, 24, 24)]
+    assert [k[0][0] for k in fast._traces] == [(3, 20, 12), (3, 24, 24)]
     assert all(isinstance(t, torch.jit.ScriptModule) for t in fast._traces.values())
 
 
@@ -116,3 +116,24 @@ def test_correspondence_features_frozen_match_eager_and_training_stays_eager():
     torch.testing.assert_close(frozen, eager, atol=1e-4, rtol=1e-3)
     net.train()
     assert net.features(x).requires_grad  # training gets the differentiable eager branch
+
+
+def test_correspondence_refinement_frozen_matches_eager_for_any_number_of_persons():
+    import torch.nn.functional as F
+
+    from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
+
+    torch.manual_seed(4)
+    net = CorrespondenceNet(CorrNetConfig(pretrained=False)).eval()
+    with torch.no_grad():  # random head weights: the residual init would hide a wrong encoder path
+        net.refinement.head.weight.normal_(0, 0.3)
+        net.refinement.head.bias.normal_(0, 0.3)
+    f1 = F.normalize(torch.randn(1, 32, 24, 32), dim=1)
+    f2 = F.normalize(torch.randn(1, 32, 24, 32), dim=1)
+    maps = torch.softmax(torch.randn(1, 5, 17, 24 * 32) * 3, -1).reshape(1, 5, 17, 24, 32)
+    with torch.inference_mode():
+        eager = net.refine(f1, f2, maps)
+        net.freeze_for_cpu()
+        for p in (2, 5, 1):  # one trace (made at 2 persons) serves every count
+            torch.testing.assert_close(net.refine(f1, f2, maps[:, :p]), eager[:, :p], atol=1e-5, rtol=1e-4)
+    assert len(net._refined_persons._traces) == 1
