@@ -141,7 +141,7 @@ def run_ours(method: str, dets, video: Path | None):
         from corrtrack.pipeline.run import CorrPropagator
 
         if "net" not in _CORR:
-            _CORR["net"] = CorrPropagator.load(None, "cpu", cache_size=cfg.keep_alive + 2)
+            _CORR["net"] = CorrPropagator.load(None, "cpu", cache_size=cfg.max_age + 2)
         correspond = _CORR["net"]
         correspond.reset()  # its features are keyed by frame index
     tracker = Tracker(cfg, correspond=correspond)

@@ -69,7 +69,7 @@ def section(report, plot: Path) -> str:
         "look-alikes above the source's distinct people) on the vtest.avi background at 768×576: people wander "
         "between random points and stay in view; vtest.avi at its native 768×576. Pipeline defaults: NanoDet "
         f"(auto input 416 here, default thresholds), MoveNet auto ({'thunder on a GPU' if gpu else 'lightning on a CPU'}), correspondence similarity with recovery and "
-        "refinement, keep-alive 25.",
+        f"refinement, keep-alive {env.get('keep_alive', 25)}.",  # older reports: 25, then the default
         "* Stages, ms per frame: detect; pose (MoveNet on every box, recovery re-estimates included); "
         "correspondence (the correspondence network's features of every frame and the propagation of every live "
         "track, refinement included); association (similarities, greedy matching, duplicate removal); io (decoding "

@@ -383,7 +383,7 @@ class Models:
         if "corr" not in self._m:
             from corrtrack.pipeline.tracker import TrackerConfig
 
-            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", cache_size=TrackerConfig().keep_alive + 2)
+            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", cache_size=TrackerConfig().max_age + 2)
             # Merging (eq. 8) propagates from a tracklet's start and centre, often far behind the
             # current frame, and every corr variant and both merges go through this one cache: a
             # window of keep_alive frames made merging recompute the backbone for most of its
@@ -477,7 +477,7 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
         if any(cfg.similarity == "corr" or cfg.recovery.enabled or cfg.merge for cfg in todo.values()):
             models.corr().reset()  # its features are keyed by frame index
             models.corr().cache_size = max(min(len(dets) + 2, FEATURE_FRAMES),
-                                           max(cfg.keep_alive for cfg in todo.values()) + 2)
+                                           max(cfg.max_age for cfg in todo.values()) + 2)
         est = RowCache(models.estimator, cache / f"{name}.recovery.{detection_tag()}.pkl")
         emb = RowCache(models.embedder, cache / f"{name}.reid.pkl")
         trackers = {}

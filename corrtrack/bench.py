@@ -395,7 +395,13 @@ def environment(config: BenchConfig) -> dict:
             "python": platform.python_version(), "versions": versions, "device": device,
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
             "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
-            "load_start": list(os.getloadavg())}
+            "load_start": list(os.getloadavg()), "keep_alive": _default_keep_alive()}
+
+
+def _default_keep_alive() -> int:
+    from corrtrack.pipeline.tracker import TrackerConfig
+
+    return TrackerConfig().max_age
 
 
 def run_bench(config: BenchConfig = BenchConfig(), progress: bool = False, log=print) -> BenchReport:

@@ -64,8 +64,9 @@ def register(app: typer.Typer) -> None:
         render: bool = typer.Option(False, "--render", help="Also write an MP4 with skeletons and ids."),
         start: int = typer.Option(0, "--start", min=0, help="First frame (index in the source)."),
         end: Optional[int] = typer.Option(None, "--end", min=1, help="Stop before this frame."),
-        keep_alive: int = typer.Option(TrackerConfig.keep_alive, "--keep-alive", min=0,
-                                       help="Frames an unmatched track waits for its person."),
+        keep_alive: Optional[int] = typer.Option(None, "--keep-alive", min=0,
+                                                 help="Frames an unmatched track waits for its person "
+                                                 "(default per similarity: corr 50, the others 25)."),
         recency_penalty: float = typer.Option(TrackerConfig.recency_penalty, "--recency-penalty", min=0.0,
                                               help="Matching order: score minus this per frame a track has "
                                               "not been matched (0: score alone)."),

@@ -229,7 +229,7 @@ def build_parts(config: RunConfig) -> Parts:
     correspond = None
     if tc.similarity == "corr" or tc.recovery.enabled or tc.merge:
         correspond = CorrPropagator.load(config.corr_weights, config.device, use_refinement=tc.use_refinement,
-                                         joint_thresh=tc.joint_thresh, cache_size=tc.keep_alive + 2)
+                                         joint_thresh=tc.joint_thresh, cache_size=tc.max_age + 2)
     embed = CropEmbedder(config.device) if tc.similarity == "reid" else None
     return Parts(detect, estimate, correspond, embed)
 

@@ -12,7 +12,8 @@ Per frame t, :meth:`Tracker.step` takes the detected poses of t and
    frames goes after a fresher one on a near tie: ``recency_penalty``),
 4. removes duplicates (second detections of a matched person),
 5. starts a new track for every remaining detected candidate. A track that is
-   not matched stays alive for ``keep_alive`` frames, so a person who
+   not matched stays alive for ``keep_alive`` frames (per similarity: corr 50,
+   the others 25), so a person who
    re-appears gets the old id back.
 
 Joint thresholding of what is written, dropping short tracks and merging
@@ -58,6 +59,17 @@ from corrtrack.structures import RECOVERED, Poses
 # 0.72 (95th percentile 0.79).
 DEFAULT_THRESHOLDS = {"corr": 0.1, "oks": 0.2, "flow": 0.2, "iou": 0.3, "reid": 0.8}
 
+# Frames an unmatched track waits for its person to re-appear, per similarity. Most ID switches
+# left on the synthetic suite come after gaps longer than 10 frames; 25 cut them for every
+# similarity (quick suite, bench_tracking.py). Longer waits pay only for corr: a track kept alive
+# is propagated from the frame it was last seen in, so eq. 6 compares the person's appearance
+# then with the new frame, which stays valid over a long gap, while OKS and flow compare a pose
+# that grows stale. On the validation suite (seed 321, 10 sequences, not the benchmark's seed 0)
+# corr's ID switches for keep-alive 25 / 35 / 40 / 50 / 75 were 567 / 550 / 539 / 525 / 511; OKS's
+# 1240 / 1280 / - / 1303 / -. 50 (2 s at 25 fps) takes most of the gain; every extra frame keeps
+# more tracks propagated and more frame features in memory.
+DEFAULT_KEEP_ALIVE = {"corr": 50, "oks": 25, "flow": 25, "iou": 25, "reid": 25}
+
 
 class Propagator(Protocol):
     """Moves ``poses`` seen in frame ``src`` to frame ``dst``.
@@ -97,11 +109,11 @@ class MergeConfig:
 class TrackerConfig:
     similarity: str = "corr"
     threshold: float | None = None  # None: DEFAULT_THRESHOLDS[similarity]
-    # Frames an unmatched track waits for its person to re-appear. Most ID switches left on the
-    # synthetic suite come after gaps longer than 10 frames; 25 cut them for every similarity
-    # (quick suite, bench_tracking.py; corr: seed 0 264 -> 248, seed 1 322 -> 270; oks 282 -> 257,
-    # 346 -> 332); 50 was worse again for corr (254 on seed 0).
-    keep_alive: int = 25
+    # Frames an unmatched track waits for its person to re-appear; None: DEFAULT_KEEP_ALIVE of the
+    # similarity (corr 50, the others 25; see there). Earlier, with the first correspondence model,
+    # 25 had cut switches for every similarity on the quick suite (corr: seed 0 264 -> 248, seed 1
+    # 322 -> 270; oks 282 -> 257, 346 -> 332) and 50 was worse again for corr (254 on seed 0).
+    keep_alive: int | None = None
     joint_thresh: float = 0.1  # joints below this are ignored while tracking
     output_joint_thresh: float = 0.3  # joints below this are not written (paper, Table 3)
     min_keypoints: int = 2  # poses with fewer joints are neither tracked nor written
@@ -135,6 +147,11 @@ class TrackerConfig:
     @property
     def match_threshold(self) -> float:
         return DEFAULT_THRESHOLDS[self.similarity] if self.threshold is None else self.threshold
+
+    @property
+    def max_age(self) -> int:
+        """Frames an unmatched track stays alive (``keep_alive`` or the similarity's default)."""
+        return DEFAULT_KEEP_ALIVE[self.similarity] if self.keep_alive is None else self.keep_alive
 
 
 # -- recovery (paper §5.1) --------------------------------------------------
@@ -268,7 +285,7 @@ class Tracker:
         if needs_image and image is None:
             raise ValueError(f"the {cfg.similarity} tracker (recovery {cfg.recovery.enabled}) needs the frame image")
         # Forget tracks whose person has been gone longer than keep_alive.
-        self._tracks = {i: t for i, t in self._tracks.items() if index - t.frame <= cfg.keep_alive}
+        self._tracks = {i: t for i, t in self._tracks.items() if index - t.frame <= cfg.max_age}
         if image is not None:
             self._images[index] = image
         candidates = candidates[candidates.num_visible(cfg.joint_thresh) >= cfg.min_keypoints]

@@ -526,3 +526,12 @@ def test_write_tracked_finalises_like_track_sequence(tmp_path):
     for pa, pb in zip(a.poses, b.poses):
         np.testing.assert_allclose(pa.keypoints, pb.keypoints)
         np.testing.assert_array_equal(pa.track_ids, pb.track_ids)
+
+
+def test_keep_alive_defaults_per_similarity_and_an_explicit_value_wins():
+    from corrtrack.pipeline.tracker import DEFAULT_KEEP_ALIVE
+
+    assert TrackerConfig().max_age == DEFAULT_KEEP_ALIVE["corr"] == 50
+    assert TrackerConfig(similarity="oks").max_age == 25
+    assert TrackerConfig(similarity="corr", keep_alive=7).max_age == 7
+    assert TrackerConfig(similarity="iou", keep_alive=0).max_age == 0
