@@ -473,8 +473,10 @@ def speed(net, frame: np.ndarray, sizes, repeats: int, people: int = SPEED_PEOPL
     then ``timeit`` triples (median, min, CPU) for: features on the square canvas (eager), the same
     through the frozen TorchScript CPU path the tracker uses (``freeze_for_cpu``, when the model has
     it, else None), features without square padding (eager), per person with refinement, per person
-    affinity only). Per person = one ``propagate`` of ``people`` people (affinity maps, refinement
-    incl. its per-pair term, decoding) / ``people``: the tracker's unit."""
+    affinity only, then the tracker's path or None: (features, per person refined) without square
+    padding through the frozen CPU traces, as ``CorrPropagator`` runs them). Per person = one
+    ``propagate`` of ``people`` people (affinity maps, refinement incl. its per-pair term, decoding) /
+    ``people``: the tracker's unit."""
     h, w = frame.shape[:2]
     rng = np.random.default_rng(0)
     kp = np.ones((people, 17, 3))
@@ -495,8 +497,17 @@ def speed(net, frame: np.ndarray, sizes, repeats: int, people: int = SPEED_PEOPL
         aff = timeit(lambda: propagate(sq, None, None, poses, feats_a=fa, feats_b=fb, use_refinement=False), repeats)
         canvas = (fa.letterbox.canvas_w, fa.letterbox.canvas_h)
         rect_canvas = (rect.letterbox(w, h).canvas_w, rect.letterbox(w, h).canvas_h)
+        # What the tracker runs (CorrPropagator): no square padding, frozen features and refinement.
+        path = None
+        if hasattr(rect, "freeze_for_cpu"):
+            tr = with_input_size(net, size, False).freeze_for_cpu()
+            ta, tb = frame_features(tr, frame), frame_features(tr, frame)  # the first calls trace, untimed
+            propagate(tr, None, None, poses, feats_a=ta, feats_b=tb)
+            path = (timeit(lambda: frame_features(tr, frame), repeats),
+                    tuple(t / people for t in timeit(lambda: propagate(tr, None, None, poses, feats_a=ta, feats_b=tb),
+                                                     repeats)))
         rows.append((size, canvas, rect_canvas, f_sq, f_frozen, f_rect, tuple(t / people for t in ref),
-                     tuple(t / people for t in aff)))
+                     tuple(t / people for t in aff), path))
     return rows
 
 
@@ -637,19 +648,22 @@ def main() -> None:
               f"Budget at 25 FPS: {BUDGET_MS:.0f} ms per frame for everything.\n")
         print("Cells: wall median / wall min / process CPU median (with 2 threads the CPU time is the sum "
               "of both).\n")
-        print("| threads | load avg | input | features, square canvas | same, frozen (tracker's path) | "
+        print("| threads | load avg | input | features, square canvas | same, frozen | "
               "features, no square padding | per person: affinity + refinement | per person: affinity only | "
-              f"frozen features + {SPEED_PEOPLE} people (square, refined): median / min / CPU |")
-        print("|---" * 9 + "|")
+              "tracker's path (no square padding, frozen): features | tracker's path: per person, refined | "
+              f"tracker's path: features + {SPEED_PEOPLE} people, refined |")
+        print("|---" * 11 + "|")
         cell = lambda t, d=0: " / ".join(f"{x:.{d}f}" for x in t)  # noqa: E731
         for nt in [int(x) for x in args.speed_threads.split(",")]:
             torch.set_num_threads(nt)
             load = os.getloadavg()[0]
-            for size, canvas, rect, fsq, ffz, frect, ref, aff in speed(trained, frame, sizes, args.repeats):
-                tot = [(ffz or fsq)[i] + SPEED_PEOPLE * ref[i] for i in (0, 1, 2)]
+            for size, canvas, rect, fsq, ffz, frect, ref, aff, path in speed(trained, frame, sizes, args.repeats):
+                feats, per = path or (ffz or fsq, ref)
+                tot = [feats[i] + SPEED_PEOPLE * per[i] for i in (0, 1, 2)]
                 print(f"| {nt} | {load:.1f} | {size} | {canvas[0]}x{canvas[1]}: {cell(fsq)} | "
                       f"{cell(ffz) if ffz else 'n/a'} | "
                       f"{rect[0]}x{rect[1]}: {cell(frect)} | {cell(ref, 1)} | {cell(aff, 1)} | "
+                      f"{cell(path[0]) if path else 'n/a'} | {cell(path[1], 1) if path else 'n/a'} | "
                       f"{cell(tot)} ({min(tot) / BUDGET_MS:.1f}x the budget at best) |")
             print(f"(load average after: {os.getloadavg()[0]:.1f})")
         torch.set_num_threads(args.threads)
