@@ -62,6 +62,20 @@ def test_refine_runs_all_persons_at_once_and_matches_one_by_one(net):
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
 
 
+def test_refinement_of_a_batch_of_frame_pairs_matches_each_pair_alone(net):
+    # training batches several frame pairs (B > 1): each person must get its own pair's term
+    torch.manual_seed(5)
+    f1 = F.normalize(torch.randn(2, 32, 16, 16), dim=1)
+    f2 = F.normalize(torch.randn(2, 32, 16, 16), dim=1)
+    maps = torch.softmax(torch.randn(2, 3, 17, 256), -1).reshape(2, 3, 17, 16, 16)
+    with torch.no_grad():
+        net.refinement.head.weight.normal_(0, 0.3)  # the zero-initialised head would hide the pair term
+        batch = net.refine_logits(f1, f2, maps)
+        alone = torch.cat([net.refine_logits(f1[i:i + 1], f2[i:i + 1], maps[i:i + 1]) for i in range(2)])
+        net.refinement.head.weight.zero_()
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-4)
+
+
 def test_mobilenetv2_keys_map_from_the_deepsort_layout():
     keys = {"features.0.0.weight"} | {f"features.0.1.{p}" for p in ("weight", "bias", "running_mean", "running_var",
                                                                     "num_batches_tracked")}
