@@ -299,7 +299,7 @@ def test_tracker_checks_its_parts():
         TrackerConfig(similarity="nope")
     with pytest.raises(ValueError, match="image"):
         Tracker(TrackerConfig(similarity="flow", recovery=NO_RECOVERY)).step(0, pose_at(1, 1))
-    assert TrackerConfig().match_threshold == 0.1 and TrackerConfig(similarity="oks").match_threshold == 0.2
+    assert TrackerConfig().match_threshold == 0.07 and TrackerConfig(similarity="oks").match_threshold == 0.2
     assert TrackerConfig(similarity="iou", threshold=0.5).match_threshold == 0.5
 
 
