@@ -50,11 +50,16 @@ def test_affinity_is_descriptor_convolved_then_softmax(net):
             torch.testing.assert_close(got[b, m], ref, atol=1e-6, rtol=1e-4)
 
 
+def random_pairs(frames: int, seed: int):
+    """Unit features of ``frames`` frame pairs (16 x 16 cells) and softmax maps of 3 persons each."""
+    torch.manual_seed(seed)
+    f1 = F.normalize(torch.randn(frames, 32, 16, 16), dim=1)
+    f2 = F.normalize(torch.randn(frames, 32, 16, 16), dim=1)
+    return f1, f2, torch.softmax(torch.randn(frames, 3, 17, 256), -1).reshape(frames, 3, 17, 16, 16)
+
+
 def test_refine_runs_all_persons_at_once_and_matches_one_by_one(net):
-    torch.manual_seed(2)
-    f1 = F.normalize(torch.randn(1, 32, 16, 16), dim=1)
-    f2 = F.normalize(torch.randn(1, 32, 16, 16), dim=1)
-    maps = torch.softmax(torch.randn(1, 3, 17, 256), -1).reshape(1, 3, 17, 16, 16)
+    f1, f2, maps = random_pairs(1, seed=2)
     with torch.no_grad():
         together = net.refine(f1, f2, maps)
         alone = torch.cat([net.refine(f1, f2, maps[:, i:i + 1]) for i in range(3)], 1)
@@ -64,10 +69,7 @@ def test_refine_runs_all_persons_at_once_and_matches_one_by_one(net):
 
 def test_refinement_of_a_batch_of_frame_pairs_matches_each_pair_alone(net):
     # training batches several frame pairs (B > 1): each person must get its own pair's term
-    torch.manual_seed(5)
-    f1 = F.normalize(torch.randn(2, 32, 16, 16), dim=1)
-    f2 = F.normalize(torch.randn(2, 32, 16, 16), dim=1)
-    maps = torch.softmax(torch.randn(2, 3, 17, 256), -1).reshape(2, 3, 17, 16, 16)
+    f1, f2, maps = random_pairs(2, seed=5)
     with torch.no_grad():
         net.refinement.head.weight.normal_(0, 0.3)  # the zero-initialised head would hide the pair term
         batch = net.refine_logits(f1, f2, maps)
