@@ -411,7 +411,10 @@ class Models:
 
 def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
     uses_corr = cfg.similarity == "corr" or cfg.recovery.enabled or cfg.merge
-    tag = f"{cfg!r}|{detection_tag()}|{models.weights_tag if uses_corr else ''}"
+    # The resolved threshold and keep-alive too: the config holds None for "the similarity's
+    # default", so a changed default would otherwise reuse runs made with the old one.
+    tag = (f"{cfg!r}|{cfg.match_threshold}|{cfg.max_age}|{detection_tag()}|"
+           f"{models.weights_tag if uses_corr else ''}")
     return suite_dir / "runs" / f"{name}-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"
 
 
