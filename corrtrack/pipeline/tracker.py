@@ -343,8 +343,9 @@ class Tracker:
                     votes[rows] = keypoint_votes(ref, candidates, cfg.joint_thresh)
         gaps = np.array([index - tr.frame for tr in live], np.float64)
         matches = greedy_match(scores, cfg.match_threshold, scores - cfg.recency_penalty * (gaps - 1)[:, None])
-        keep = (remove_duplicates(matches, votes, cfg.duplicate.ratio) if cfg.duplicate_removal
-                else np.ones(len(candidates), bool))
+        keep = (remove_duplicates(matches, votes, cfg.duplicate.ratio, cfg.duplicate.matched)
+                if cfg.duplicate_removal else np.ones(len(candidates), bool))
+        matches = [(r, c) for r, c in matches if keep[c]]
         ids = np.full(len(candidates), -1, np.int64)
         for r, c in matches:
             tr = live[r]

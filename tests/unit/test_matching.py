@@ -85,11 +85,32 @@ def test_remove_duplicates_drops_unmatched_sharers_only():
     votes = np.array([[1.0, 0.7, 0.5, 0.9],
                       [0.0, 0.1, 0.0, 0.95]])
     matches = [(0, 0), (1, 3)]
-    keep = remove_duplicates(matches, votes, ratio=0.6)
+    keep = remove_duplicates(matches, votes, ratio=0.6, matched=False)
     # 1 shares 70 % of track 0's joints -> duplicate; 2 only 50 %; 3 is matched itself.
     assert keep.tolist() == [True, False, True, True]
-    assert remove_duplicates([], votes, 0.6).all()
-    assert remove_duplicates(matches, votes, ratio=0.75).tolist() == [True, True, True, True]
+    assert remove_duplicates([], votes, 0.6, matched=False).all()
+    assert remove_duplicates(matches, votes, ratio=0.75, matched=False).tolist() == [True, True, True, True]
+
+
+def test_remove_duplicates_can_drop_a_weaker_match_of_a_duplicate():
+    # Track 0 took candidate 0 first; track 1 (an old track kept alive) then took candidate 1,
+    # which holds 75 % of track 0's joints: a second detection of track 0's person.
+    votes = np.array([[0.9, 0.75, 0.0],
+                      [0.2, 0.3, 0.0],
+                      [0.0, 0.0, 0.8]])
+    matches = [(0, 0), (2, 2), (1, 1)]
+    assert remove_duplicates(matches, votes, 0.6, matched=False).tolist() == [True, True, True]
+    assert remove_duplicates(matches, votes, 0.6, matched=True).tolist() == [True, False, True]
+    # The earlier (stronger) match is never dropped for a later one, and a dropped
+    # candidate's own track does not vote others away.
+    votes2 = np.array([[0.9, 0.0, 0.0],
+                       [0.7, 0.9, 0.8],
+                       [0.0, 0.0, 0.8]])
+    assert remove_duplicates([(0, 0), (1, 1), (2, 2)], votes2, 0.6, matched=True).tolist() == [True, True, False]
+    votes3 = np.array([[0.9, 0.7, 0.0],
+                       [0.0, 0.9, 0.8],
+                       [0.0, 0.0, 0.8]])
+    assert remove_duplicates([(0, 0), (1, 1), (2, 2)], votes3, 0.6, matched=True).tolist() == [True, False, True]
 
 
 def test_oks_nms_can_prefer_detections_over_recovered_poses():

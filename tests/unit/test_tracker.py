@@ -6,6 +6,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from corrtrack.pipeline.matching import DuplicateConfig
 from corrtrack.pipeline.tracker import (
     MergeConfig,
     RecoveryConfig,
@@ -266,6 +267,30 @@ def test_duplicate_a_few_pixels_off_the_sharp_maps_is_removed_with_corr_oks():
         out = tracker.step(1, Poses.concat([one, dup]), IMAGE)
         assert len(out) == expected, corr_oks
         assert out.track_ids[0] == 0
+
+
+@pytest.mark.parametrize("similarity", ["oks", "corr"])
+def test_an_old_track_does_not_live_on_through_a_duplicate_detection(similarity):
+    """Two detections of one person in frame 0 start two tracks; the second one waits (kept alive)
+    and, when the duplicate shows up again in frame 2, would take it and put a second id on the
+    person. With ``duplicate.matched`` it is dropped like an unmatched duplicate."""
+    def still(src, _a, dst, _b, poses):
+        return poses, gaussian_maps(poses, sigma=1.0)
+
+    one = pose_at(200, 200)
+    dup = pose_at(200, 200)
+    dup.keypoints[0, 11:, :2] += (60, 0)  # shares 11 of 17 joints: OKS below NMS's 0.7, votes above 0.6
+    dup.scores[:] = 0.5
+    both = Poses.concat([one, dup])
+    for matched, expected in [(True, [0]), (False, [0, 1])]:
+        cfg = TrackerConfig(similarity=similarity, recovery=NO_RECOVERY,
+                            duplicate=DuplicateConfig(matched=matched))
+        tracker = Tracker(cfg, correspond=still)
+        assert list(tracker.step(0, both, IMAGE).track_ids) == [0, 1]
+        assert list(tracker.step(1, one, IMAGE).track_ids) == [0]
+        assert list(tracker.step(2, both, IMAGE).track_ids) == expected, matched
+        # The old track was not matched: it still waits from frame 0.
+        assert {t.id: t.frame for t in tracker._tracks.values()}[1] == (0 if matched else 2)
 
 
 def test_a_fresher_track_wins_a_near_tie_against_one_kept_alive():
