@@ -608,11 +608,14 @@ def plot_quality(results: dict[str, dict[str, dict[str, Any]]], path: str | os.P
         raise CorrtrackError("bench: no results to plot")
     x = np.arange(len(groups))
     w = 0.8 / len(methods)
+    # The default cycle has 10 colours: more methods would share one.
+    colours = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for k, m in enumerate(methods):
             vals = [results[g].get(m, {}).get(metric, np.nan) for g in groups]
-            ax.bar(x + (k - (len(methods) - 1) / 2) * w, [np.nan if v is None else v for v in vals], w, label=m)
+            ax.bar(x + (k - (len(methods) - 1) / 2) * w, [np.nan if v is None else v for v in vals], w, label=m,
+                   color=colours[k % len(colours)])
         ax.set_xticks(x, groups)
         ax.set_title({"IDSW": "ID switches (summed over joints)", "MOTA": "MOTA (%)"}.get(metric, metric))
         ax.grid(axis="y", alpha=0.3)
