@@ -1,8 +1,11 @@
 """Events of a generated sequence, measured on what was rendered (not on the plan).
 
 * in view: at least half of a person's mask lies inside the frame;
-* occluded: in view, and nearer people cover more than half of its pixels
-  in the frame (the main occluder is the one covering most of them);
+* occluded: in view, and nearer people or static occluders cover more than
+  half of its pixels in the frame (the main occluder is the one covering most
+  of them: a track id, or ``"occluder J"`` for static occluder J);
+* behind occluders (only counted for sequences with static occluders): in
+  view, and static occluders alone cover more than half of its pixels;
 * crossing: two people in view swap their left-right order (feet more than
   2 px apart before and after) while their whole-mask boxes overlap;
 * exit / re-entry: a person goes out of view / comes back into view after
@@ -26,11 +29,27 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), (np.flatnonzero(d == -1) - 1).tolist()))
 
 
+def _in_view(own: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    return own >= IN_VIEW * np.maximum(expected, 1)
+
+
+def _main_cover(by: dict) -> int | str:
+    """Who covers the most pixels; on a tie a person (the lowest id) before a static occluder."""
+    return max(by, key=lambda k: (by[k], isinstance(k, int), -k if isinstance(k, int) else 0))
+
+
+def occluder_frames(own: np.ndarray, expected: np.ndarray, covered: list[list[dict]]) -> int:
+    """Person-frames in view with more than half of its pixels behind static occluders (string keys of ``covered``)."""
+    behind = np.array([[sum(px for who, px in c.items() if isinstance(who, str)) for c in row] for row in covered],
+                      np.float64).reshape(own.shape)
+    return int((_in_view(own, expected) & (behind > OCCLUDED * np.maximum(own, 1))).sum())
+
+
 def measure_events(ids: list[int], own: np.ndarray, visible: np.ndarray, expected: np.ndarray, foot_u: np.ndarray,
                    full_boxes: np.ndarray, covered: list[list[dict]], annotated: np.ndarray) -> dict:
     """Events from per-frame arrays of shape (T, N) (``full_boxes`` (T, N, 4), NaN when out)."""
     T, N = own.shape
-    in_view = own >= IN_VIEW * np.maximum(expected, 1)
+    in_view = _in_view(own, expected)
     occluded = in_view & (visible < (1 - OCCLUDED) * np.maximum(own, 1))
 
     occlusions = []
@@ -41,7 +60,7 @@ def measure_events(ids: list[int], own: np.ndarray, visible: np.ndarray, expecte
                 for tid, px in covered[t][i].items():
                     by[tid] = by.get(tid, 0) + px
             occlusions.append({"id": ids[i], "start": a, "end": b, "frames": b - a + 1,
-                               "by": max(by, key=lambda k: (by[k], -k)) if by else None})
+                               "by": _main_cover(by) if by else None})
 
     crossings = []
     for i in range(N):

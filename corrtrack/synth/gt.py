@@ -15,10 +15,10 @@ Who is annotated in a frame:
 * PoseTrack file: a person is listed when at least one of its joints is
   visible (see ``corrtrack.synth.render``); invisible joints are (0, 0, 0).
 * COCO file (COCO-17 joints, the source's eyes and ears included): visibility
-  2 = visible, 1 = in the frame but hidden behind a nearer person (its exact
-  position is known), 0 = not there. A person is listed when any joint is 1 or
-  2; ``bbox`` and ``area`` are those of its visible pixels. Ignore regions are
-  ``iscrowd`` annotations.
+  2 = visible, 1 = in the frame but hidden behind a nearer person or a static
+  occluder (its exact position is known), 0 = not there. A person is listed
+  when any joint is 1 or 2; ``bbox`` and ``area`` are those of its visible
+  pixels. Ignore regions are ``iscrowd`` annotations.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from corrtrack.layouts import COCO17, POSETRACK18
 from corrtrack.structures import GROUND_TRUTH, FrameInfo, Poses, PoseSequence
-from corrtrack.synth.events import measure_events
+from corrtrack.synth.events import measure_events, occluder_frames
 from corrtrack.synth.render import K_PT, PersonTruth
 from corrtrack.synth.scene import Scene
 
@@ -158,4 +158,6 @@ class GroundTruth:
         ev = measure_events(self.ids, st["own"], st["visible"], st["expected"], st["foot_u"],
                             st["full_boxes"], self._stats["covered"], st["annotated"])
         ev["counts"]["ignore_regions"] = self.ignore_regions
+        if self.scene.occluders:  # only then: the counts (and files) of sequences without occluders stay as they were
+            ev["counts"]["occluder_frames"] = occluder_frames(st["own"], st["expected"], self._stats["covered"])
         return ev

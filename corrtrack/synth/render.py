@@ -13,7 +13,12 @@ covers each pixel last (the warped alpha >= 0.5). A joint is **visible** when
 * its pixel — ``floor(x + 0.5), floor(y + 0.5)``, integer pixel centres as in
   OpenCV's warps — lies inside the frame, and
 * the owner map there is the person itself (its own mask, not covered by a
-  nearer person).
+  nearer person or a nearer static occluder).
+
+Static occluders (poles, signs: ``corrtrack.synth.occluders``) are layers
+like the people, placed by their foot row among them; they own their pixels
+(codes after the people's), so a joint under one is invisible and, in the
+truth, counts as covered by ``occluder_name(j)``.
 
 Everything else is invisible and left out of the ground truth, as PoseTrack
 leaves out joints it could not see. Flipping a person horizontally swaps the
@@ -87,16 +92,35 @@ class Actor:
 
 
 @dataclass
+class Sprite:
+    """A static object standing on the ground (an occluder): premultiplied RGBA like a person's layer."""
+
+    rgba: np.ndarray
+    anchor: np.ndarray  # (2,) crop point that stands on the ground
+    foot: tuple[float, float]  # image position of that point, without camera shake
+
+    def transform(self, shake: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+        """The 2x3 transform from crop coordinates to the frame: a translation, moved with the camera shake."""
+        return np.array([[1.0, 0.0, self.foot[0] + shake[0] - self.anchor[0]],
+                         [0.0, 1.0, self.foot[1] + shake[1] - self.anchor[1]]])
+
+
+def occluder_name(j: int) -> str:
+    """How static occluder ``j`` is named where people are named by track id (``covered_by``, events)."""
+    return f"occluder {j}"
+
+
+@dataclass
 class PersonTruth:
     """What one person is in one frame."""
 
     in_frame: bool  # any of its mask pixels inside the frame
     own_pixels: int  # its mask pixels inside the frame
     visible_pixels: int  # of those, not covered by nearer people
-    covered_by: dict  # track id -> pixels of this person it covers
+    covered_by: dict  # track id (a person) or occluder_name(j) (static occluder j) -> pixels of this person it covers
     points: np.ndarray  # (K_PT + K_COCO, 2), rounded to 0.01 px
     visible: np.ndarray  # (K_PT + K_COCO,) bool
-    occluded: np.ndarray  # (K_PT + K_COCO,) kept, in the frame, but covered by a nearer person
+    occluded: np.ndarray  # (K_PT + K_COCO,) kept, in the frame, but covered by a nearer person or occluder
     head_box: np.ndarray  # (4,) xyxy
     box: np.ndarray | None  # (4,) xyxy of its visible pixels (x2, y2 exclusive), None if none
     full_box: np.ndarray | None  # (4,) xyxy of its whole mask in the frame
@@ -150,44 +174,64 @@ def _motion_kernel(dx: float, dy: float, blur: float) -> np.ndarray | None:
     return ker / ker.sum()
 
 
-def render_frame(background: np.ndarray, actors: list[Actor], transforms: list[np.ndarray],
-                 heights: list[float], flips: list[bool], velocities: list[tuple[float, float]] | None = None,
-                 blur: float = 0.0) -> tuple[np.ndarray, list[PersonTruth]]:
-    """Composite the actors (far to near) over ``background``; return the frame and its truth."""
+def _composite(frame: np.ndarray, owner: np.ndarray, code: int, rgba: np.ndarray, M: np.ndarray,
+               ker: np.ndarray | None) -> tuple[int, int, np.ndarray] | None:
+    """Draw one layer over ``frame`` and give its pixels (warped alpha >= 0.5) to ``code`` in ``owner``.
+
+    Returns where its mask landed (x0, y0, mask), or None when none of it is in the frame.
+    """
     import cv2
 
+    H, W = frame.shape[:2]
+    h, w = rgba.shape[:2]
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64) @ M.T
+    pad = 2 + (ker.shape[0] // 2 if ker is not None else 0)
+    x0, y0 = np.floor(corners.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(corners.max(0)).astype(int) + pad + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    Mr = M.copy()
+    Mr[:, 2] -= (x0, y0)
+    warped = cv2.warpAffine(rgba, Mr, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    occ = warped[..., 3] >= 128
+    if not occ.any():
+        return None
+    if ker is not None:
+        warped = cv2.filter2D(warped, -1, ker, borderType=cv2.BORDER_CONSTANT)
+    alpha = warped[..., 3:4].astype(np.uint16)
+    roi = frame[y0:y1, x0:x1]
+    mixed = (roi.astype(np.uint16) * (255 - alpha) + 127) // 255 + warped[..., :3]
+    roi[:] = np.minimum(mixed, 255).astype(np.uint8)
+    owner[y0:y1, x0:x1][occ] = code
+    return x0, y0, occ
+
+
+def render_frame(background: np.ndarray, actors: list[Actor], transforms: list[np.ndarray],
+                 heights: list[float], flips: list[bool], velocities: list[tuple[float, float]] | None = None,
+                 blur: float = 0.0, occluders: list[tuple[Sprite, np.ndarray]] = ()
+                 ) -> tuple[np.ndarray, list[PersonTruth]]:
+    """Composite the actors and static ``occluders`` (sprite, transform) far to near over ``background``.
+
+    Returns the frame and the truth of each actor.
+    """
     H, W = background.shape[:2]
     frame = background.copy()
     owner = np.full((H, W), -1, np.int16)
-    foot_rows = [M[1, :2] @ a.cutout.anchor + M[1, 2] for a, M in zip(actors, transforms)]
-    order = sorted(range(len(actors)), key=lambda i: (foot_rows[i], i))  # far (high in the image) first
+    # Layer i is actor i, then the occluders; the layer index is the owner code.
+    rgbas = [a.rgba for a in actors] + [sp.rgba for sp, _ in occluders]
+    Ms = list(transforms) + [M for _, M in occluders]
+    anchors = [a.cutout.anchor for a in actors] + [sp.anchor for sp, _ in occluders]
+    foot_rows = [M[1, :2] @ anchor + M[1, 2] for M, anchor in zip(Ms, anchors)]
+    order = sorted(range(len(rgbas)), key=lambda i: (foot_rows[i], i))  # far (high in the image) first
     layers: dict[int, tuple] = {}
     for i in order:
-        a, M = actors[i], transforms[i]
-        h, w = a.rgba.shape[:2]
-        corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64) @ M.T
-        ker = _motion_kernel(*velocities[i], blur) if (blur > 0 and velocities) else None
-        pad = 2 + (ker.shape[0] // 2 if ker is not None else 0)
-        x0, y0 = np.floor(corners.min(0)).astype(int) - pad
-        x1, y1 = np.ceil(corners.max(0)).astype(int) + pad + 1
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        Mr = M.copy()
-        Mr[:, 2] -= (x0, y0)
-        warped = cv2.warpAffine(a.rgba, Mr, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        occ = warped[..., 3] >= 128
-        if not occ.any():
-            continue
-        if ker is not None:
-            warped = cv2.filter2D(warped, -1, ker, borderType=cv2.BORDER_CONSTANT)
-        alpha = warped[..., 3:4].astype(np.uint16)
-        roi = frame[y0:y1, x0:x1]
-        mixed = (roi.astype(np.uint16) * (255 - alpha) + 127) // 255 + warped[..., :3]
-        roi[:] = np.minimum(mixed, 255).astype(np.uint8)
-        owner[y0:y1, x0:x1][occ] = i
-        layers[i] = (x0, y0, occ)
+        moving = blur > 0 and velocities and i < len(actors)  # static occluders are not blurred
+        ker = _motion_kernel(*velocities[i], blur) if moving else None
+        placed = _composite(frame, owner, i, rgbas[i], Ms[i], ker)
+        if placed is not None:
+            layers[i] = placed
 
     truths = []
     for i, a in enumerate(actors):
@@ -214,9 +258,11 @@ def render_frame(background: np.ndarray, actors: list[Actor], transforms: list[n
             x0, y0, occ = layers[i]
             mine = owner[y0:y0 + occ.shape[0], x0:x0 + occ.shape[1]][occ]
             own = int(occ.sum())
-            counts = np.bincount(mine + 1, minlength=len(actors) + 1)
+            counts = np.bincount(mine + 1, minlength=len(rgbas) + 1)
             vis = int(counts[i + 1])
             covered = {actors[j].track_id: int(counts[j + 1]) for j in range(len(actors)) if j != i and counts[j + 1]}
+            covered.update({occluder_name(j): int(counts[len(actors) + j + 1]) for j in range(len(occluders))
+                            if counts[len(actors) + j + 1]})
             ys, xs = np.nonzero(occ)
             full_box = np.array([xs.min() + x0, ys.min() + y0, xs.max() + x0 + 1, ys.max() + y0 + 1], np.float64)
             box = None

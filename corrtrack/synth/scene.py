@@ -1,7 +1,7 @@
 """One synthetic sequence: who is in it, how they move, and its frames with their truth."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -10,6 +10,7 @@ from corrtrack.errors import CorrtrackError
 from corrtrack.synth.backgrounds import Background
 from corrtrack.synth.config import SynthConfig
 from corrtrack.synth.motion import PERSON_HEIGHT_M, MotionSpec, PersonPlan, plan_people
+from corrtrack.synth.occluders import Occluder, draw_occluder, plan_occluders
 from corrtrack.synth.people import Cutout, recolour
 from corrtrack.synth.render import Actor, PersonTruth, facing, render_frame, transform
 
@@ -28,6 +29,7 @@ class Scene:
     gain: np.ndarray  # (T_base,) brightness factor
     seed: dict  # how the random generator was seeded
     plan_tries: int
+    occluders: list[Occluder] = field(default_factory=list)  # static poles and signs
 
     @property
     def base_frames(self) -> np.ndarray:
@@ -63,6 +65,19 @@ def contact_fraction(plans: list[PersonPlan], cfg: SynthConfig) -> float:
     n = b.shape[1]
     touch[:, np.arange(n), np.arange(n)] = False
     return float(touch.any(axis=(1, 2)).mean())
+
+
+def _occluders(cfg: SynthConfig, plans: list[PersonPlan], seed: int, stream: tuple[int, ...]) -> list[Occluder]:
+    """The static occluders, from a random stream of their own.
+
+    Drawing them from the people's generator would shift every later draw, so the sequences of presets
+    without occluders would change; with a separate stream, asking for none draws nothing at all.
+    """
+    if cfg.occluders[1] == 0:
+        return []
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*stream, 1)))
+    frames = np.arange(cfg.num_frames) * cfg.frame_step
+    return plan_occluders(rng, cfg.occluders, cfg.camera, cfg.z_range, plans, frames)
 
 
 def build_scene(cfg: SynthConfig, cutouts: list[Cutout], background: Background, seed: int, stream: tuple[int, ...],
@@ -111,7 +126,8 @@ def build_scene(cfg: SynthConfig, cutouts: list[Cutout], background: Background,
         period = rng.uniform(60, 160)
         gain = 1 + cfg.brightness * np.sin(2 * np.pi * np.arange(T) / period + rng.uniform(0, 2 * np.pi))
     seed_info = {"seed": int(seed), "spawn_key": [int(s) for s in stream]}
-    return Scene(name, number, cfg, background, actors, flips, shake, gain, seed_info, tries)
+    occluders = _occluders(cfg, plans, seed, stream)
+    return Scene(name, number, cfg, background, actors, flips, shake, gain, seed_info, tries, occluders)
 
 
 def render_scene(scene: Scene) -> Iterator[tuple[int, np.ndarray, list[PersonTruth]]]:
@@ -121,6 +137,7 @@ def render_scene(scene: Scene) -> Iterator[tuple[int, np.ndarray, list[PersonTru
     cfg, cam = scene.cfg, scene.cfg.camera
     bg = scene.background.image
     step = cfg.frame_step
+    sprites = [draw_occluder(o, cam) for o in scene.occluders]
     for j, k in enumerate(scene.base_frames):
         sh = scene.shake[k]
         base = bg
@@ -136,7 +153,9 @@ def render_scene(scene: Scene) -> Iterator[tuple[int, np.ndarray, list[PersonTru
                 u0, v0 = cam.project(a.plan.X[kp], a.plan.Z[kp])
                 u1, v1 = cam.project(a.plan.X[k], a.plan.Z[k])
                 vel.append((float(u1 - u0), float(v1 - v0)))
-        image, truths = render_frame(base, scene.actors, Ms, scene.heights(k), list(scene.flips[:, k]), vel, cfg.blur)
+        statics = [(sp, sp.transform((sh[0], sh[1]))) for sp in sprites]
+        image, truths = render_frame(base, scene.actors, Ms, scene.heights(k), list(scene.flips[:, k]), vel, cfg.blur,
+                                     statics)
         if cfg.brightness > 0:
             image = cv2.convertScaleAbs(image, alpha=float(scene.gain[k]))
         if cfg.jpeg_quality > 0:

@@ -11,7 +11,8 @@ Layout of OUTDIR::
     images/val/<sequence>/*.jpg     with --frames: the frames, where the PoseTrack file names point
 
 Sequence numbers are ``preset code * 1000 + index`` (walk 1001.., crossing
-2001.., crowd 3001.., reentry 4001..), so a suite's sequences never collide.
+2001.., crowd 3001.., reentry 4001.., fast 5001.., occluders 6001..), so a
+suite's sequences never collide.
 """
 from __future__ import annotations
 
@@ -130,6 +131,8 @@ def write_sequence(outdir: Path, preset: str, code: int, index: int, cfg: SynthC
         "events": events,
         "files": files,
     }
+    if scene.occluders:  # a key of its own, so that manifests without occluders keep their bytes
+        manifest["occluders"] = [o.describe(cfg.camera) for o in scene.occluders]
     write_json(outdir / files["manifest"], manifest, indent=1)
     return SequenceResult(name, preset, cfg.num_frames, time.perf_counter() - t0, files, events["counts"])
 

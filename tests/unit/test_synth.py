@@ -430,3 +430,166 @@ def test_greedy_iou_baseline_switches_ids_after_a_gap():
     out = greedy_iou_tracks(seq)
     assert [p.track_ids.tolist() for p in out.poses] == [[0, 1], [0, 1], [0], [0, 2]]
     assert box_iou(np.array([a], float), np.array([a, b], float)).tolist() == [[1.0, 0.0]]
+
+
+# -- static occluders ------------------------------------------------------------------------------
+
+def _render_digest(scene) -> str:
+    """sha256 of a scene's frames and per-person truth."""
+    import hashlib
+
+    from corrtrack.synth.scene import render_scene
+
+    h = hashlib.sha256()
+    for _, image, truths in render_scene(scene):
+        h.update(image.tobytes())
+        for t in truths:
+            h.update(t.points.tobytes() + t.visible.tobytes() + t.occluded.tobytes())
+            h.update(repr((t.own_pixels, t.visible_pixels, sorted(t.covered_by.items()))).encode())
+    return h.hexdigest()
+
+
+def _occluder(kind: str, X: float, Z: float, half_width: float, top: float):
+    """One rectangle standing on the ground at (X, Z): a pole or a board down to the ground."""
+    from corrtrack.synth.occluders import Occluder, Part
+
+    return Occluder(kind, X, Z, (Part(kind, -half_width, half_width, 0.0, top),), (32, 86, 160), 1)
+
+
+def test_joints_behind_a_static_occluder_are_invisible_and_people_in_front_stay_visible(cutouts):
+    from corrtrack.synth.occluders import draw_occluder
+
+    cam = SynthConfig(**TINY).camera
+    far, near = Actor(0, cutouts[0], _still(0.0, 8.0)), Actor(1, cutouts[1], _still(0.0, 4.6))
+    Ms = [transform(a, cam, 0, False) for a in (far, near)]
+    bg = np.zeros((H, W, 3), np.uint8)
+    _, before = render_frame(bg, [far, near], Ms, [64.0, 111.0], [False, False])
+    # A pole 5 m away in the image column of the far person's left hip (8 m away).
+    hip = POSETRACK18.index("left_hip")
+    u = before[0].points[hip, 0]
+    pole = draw_occluder(_occluder("pole", (u - W / 2) * 5.0 / cam.focal, 5.0, 0.1, 3.0), cam)
+    _, after = render_frame(bg, [far, near], Ms, [64.0, 111.0], [False, False], occluders=[(pole, pole.transform())])
+    assert before[0].visible[hip] and not after[0].visible[hip] and after[0].occluded[hip]
+    assert after[0].covered_by.get("occluder 0", 0) > 0 and after[0].visible_pixels < before[0].visible_pixels
+    off_pole = np.abs(before[0].points[:, 0] - u) > 10
+    assert before[0].visible[off_pole].any()
+    assert (after[0].visible[off_pole] == before[0].visible[off_pole]).all()  # only what the pole covers is hidden
+    # The near person stands in front of the pole: nothing of it is hidden, and it is drawn over the pole.
+    assert (after[1].visible == before[1].visible).all() and after[1].visible_pixels == before[1].visible_pixels
+    assert "occluder 0" not in after[1].covered_by
+    # Alone in the frame, the pole is as large as its depth makes it (0.2 x 3 m), stands on its foot row, is solid.
+    alone, _ = render_frame(bg, [], [], [], [], occluders=[(pole, pole.transform())])
+    ys, xs = np.nonzero(alone.any(2))
+    ppm = cam.pixels_per_metre(5.0)
+    assert abs(xs.max() - xs.min() + 1 - 0.2 * ppm) <= 2.5 and abs(ys.max() + 1 - ys.min() - 3.0 * ppm) <= 2.5
+    assert abs(ys.max() + 1 - pole.foot[1]) <= 1.5
+    assert alone[ys.min() + 2:ys.max() - 2, int(pole.foot[0])].min() > 40
+
+
+def test_person_entirely_behind_an_occluder_has_no_gt_pose(cutouts, background_file):
+    """Walking behind a board: no pose while wholly hidden (a GT gap), as when a nearer person hides it."""
+    from corrtrack.synth.backgrounds import load_background
+    from corrtrack.synth.gt import GroundTruth
+    from corrtrack.synth.scene import Scene, render_scene
+
+    T = 13
+    cfg = SynthConfig(**{**TINY, "num_frames": T})
+    walker = PersonPlan(np.linspace(-3.0, 3.0, T), np.full(T, 8.0), 1.0, 0.0, 50.0, 0.0)
+    front = _still(0.3, 4.6, T)
+    actors = [Actor(0, cutouts[0], walker), Actor(1, cutouts[1], front)]
+    scene = Scene("009001_mpiinew_test", 9001, cfg, load_background(background_file, (W, H)), actors,
+                  np.zeros((2, T), bool), np.zeros((T, 2)), np.ones(T), {}, 1, [_occluder("board", 0.0, 5.0, 1.0, 2.2)])
+    gt = GroundTruth(scene)
+    for j, _, truths in render_scene(scene):
+        gt.add(j, truths)
+    present = [0 in p.track_ids.tolist() for p in gt.poses]
+    hidden = np.abs(walker.X) <= 1.0  # the board hides |X| < ~1.3 m at the walker's depth
+    assert not any(np.array(present)[hidden]) and present[0] and present[-1]
+    assert all(1 in p.track_ids.tolist() for p in gt.poses)  # the one in front is always annotated
+    for a in gt.coco_annotations:  # behind the board its joints are known but hidden (COCO v = 1)
+        if a["track_id"] == 0 and a["image_id"] % 10**4 == T // 2:
+            assert set(a["keypoints"][2::3]) <= {0, 1}
+    ev = gt.events()
+    assert [(g["id"], g["start"] <= T // 2 <= g["end"]) for g in ev["gt_gaps"]] == [(0, True)]
+    assert ev["counts"]["occluder_frames"] >= hidden.sum()
+    assert [o["by"] for o in ev["occlusions"] if o["id"] == 0] == ["occluder 0"]
+
+
+def test_without_occluders_scenes_render_as_before(cutouts, background_file):
+    # Digests of the renderer before static occluders existed (same OpenCV build): asking for none
+    # must not change a pixel or a joint.
+    assert _render_digest(_scene(cutouts, background_file, "walk")) == \
+        "98983ce9b9d28ca04593eccf77ac3b0d2eeaea312716c5778b52c9a3a9907bb7"
+    crowd = _scene(cutouts, background_file, "crowd", people=(5, 6), shake=3.0, blur=0.5, brightness=0.2)
+    assert _render_digest(crowd) == "498d6c5fa81f51595cf78088046b258513c9d869bcc1b24738cd9b26309b59bc"
+    # Occluders come from a stream of their own: the people, their paths and the camera do not change.
+    plain = _scene(cutouts, background_file, "walk", people=(3, 3))
+    with_occ = _scene(cutouts, background_file, "walk", people=(3, 3), occluders=(2, 2))
+    assert plain.occluders == [] and len(with_occ.occluders) == 2
+    for a, b in zip(plain.actors, with_occ.actors):
+        assert a.cutout.source == b.cutout.source and (a.plan.X == b.plan.X).all() and (a.plan.Z == b.plan.Z).all()
+    assert (plain.flips == with_occ.flips).all() and (plain.shake == with_occ.shake).all()
+    assert _render_digest(plain) != _render_digest(with_occ)
+
+
+@pytest.mark.parametrize("occluders", [(2, 1), (-1, 2), (0, 11)])
+def test_bad_occluder_range(occluders):
+    with pytest.raises(CorrtrackError, match="--occluders must be N or LO-HI") as e:
+        SynthConfig(**TINY, occluders=occluders).validate()
+    assert "\n" not in str(e.value)
+
+
+def test_same_seed_same_occluders_each_hiding_somebody(cutouts, background_file):
+    from corrtrack.synth.occluders import draw_occluder
+    from corrtrack.synth.scene import render_scene
+
+    knobs = dict(people=(3, 3), occluders=(3, 3), max_contact=0.1, pause_prob=0.15)
+    a = _scene(cutouts, background_file, "walk", seed=5, **knobs)
+    b = _scene(cutouts, background_file, "walk", seed=5, **knobs)
+    c = _scene(cutouts, background_file, "walk", seed=6, **knobs)
+    assert a.occluders == b.occluders and a.occluders != c.occluders
+    cam = a.cfg.camera
+    assert all((draw_occluder(o, cam).rgba == draw_occluder(p, cam).rgba).all()
+               for o, p in zip(a.occluders, b.occluders))
+    lo, hi = a.cfg.z_range
+    assert all(lo <= o.Z <= hi for o in a.occluders)
+    for o in a.occluders:  # placed in the image column of a farther person at some frame: it passes behind
+        u = cam.project(o.X, o.Z)[0]
+        assert any((np.isclose(cam.project(p.plan.X, p.plan.Z)[0], u, atol=1e-6) & (p.plan.Z > o.Z + 0.5)).any()
+                   for p in a.actors)
+    hiding = set()
+    for _, _, truths in render_scene(a):
+        hiding |= {k for t in truths for k in t.covered_by if isinstance(k, str)}
+    assert hiding == {f"occluder {j}" for j in range(3)}
+
+
+def test_occluders_preset_records_them(coco_file, background_file, tmp_path):
+    from corrtrack.synth.config import PRESETS, SUITES
+
+    assert SUITES["all"] == ("walk", "crossing", "crowd", "reentry", "fast") and "occluders" in PRESETS
+    s = _suite(tmp_path / "o", coco_file, background_file, "occluders", num_frames=20)
+    man = json.loads((tmp_path / "o" / "manifests" / f"{s['sequences'][0]['name']}.json").read_text())
+    assert man["knobs"]["occluders"] == [2, 3] and 2 <= len(man["occluders"]) <= 3
+    for o in man["occluders"]:
+        x1, y1, x2, y2 = o["box"]
+        assert 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H and o["kind"] in ("pole", "sign", "board")
+        assert {p["part"] for p in o["parts"]} <= {"pole", "leg", "board"}
+    assert "occluder_frames" in s["sequences"][0]["counts"]
+    plain = _suite(tmp_path / "w", coco_file, background_file, "walk", num_frames=5)
+    man = json.loads((tmp_path / "w" / "manifests" / f"{plain['sequences'][0]['name']}.json").read_text())
+    assert "occluders" not in man and "occluders" not in man["knobs"]
+
+
+def test_cli_occluders_flag(coco_file, background_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from corrtrack.cli import app
+
+    args = ["data", "synth", str(tmp_path / "o"), "-p", "walk", "--people-from", str(coco_file), "--background",
+            str(background_file), "--size", "320x240", "--length", "4", "--sequences", "1", "--depth", "4.5-9", "-q"]
+    r = CliRunner().invoke(app, args + ["--occluders", "1"])
+    assert r.exit_code == 0, r.output
+    man = json.loads((tmp_path / "o" / "manifests" / "001001_mpiinew_walk.json").read_text())
+    assert man["knobs"]["occluders"] == [1, 1] and len(man["occluders"]) == 1
+    r = CliRunner().invoke(app, args + ["--occluders", "3-1"])
+    assert isinstance(r.exception, CorrtrackError) and "LO > HI" in str(r.exception)
