@@ -23,7 +23,6 @@ the quick version of the same code.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -55,14 +54,20 @@ def section(report, plot: Path) -> str:
         "",
         f"* Date {env['date']}; {env['cpu']}, {env['cpus']} CPUs, {env['system']} {env['machine']}; device "
         f"{env['device']}" + (f" ({env['gpu']})" if env.get("gpu") else "") + f", torch {env['torch_threads']} "
-        f"threads, OMP_WAIT_POLICY={env.get('omp_wait_policy', '?')}; Python {env['python']}; {vers}.",
+        f"threads, {env.get('openmp') or 'OMP_WAIT_POLICY=' + env.get('omp_wait_policy', '?')}; Python {env['python']}; {vers}.",
         f"* Command: `{cmd}` ({seconds / 60:.1f} min)"
         + (f"; this section and the plot written from its JSON by `{env['rendered_by']}`" if env.get("rendered_by")
            else "") + f". {frames} frames timed per input after {env.get('warmup', 3)} untimed warm-up frames"
         + (" (on a GPU the whole input is tracked once first: cuDNN builds its kernels the first time it "
            "sees each batch shape, ~2 s per shape on an H100; `corrtrack/models/buckets.py`)." if gpu else "."),
         f"* Load average (1 / 5 / 15 min) at the start {ls[0]:.1f} / {ls[1]:.1f} / {ls[2]:.1f}, at the end "
-        f"{le[0]:.1f} / {le[1]:.1f} / {le[2]:.1f}."
+        f"{le[0]:.1f} / {le[1]:.1f} / {le[2]:.1f}. Times on this shared machine vary by up to ~1.5x between "
+        "runs hours apart; compare rows of one run."
+        + (" torch's OpenMP threads spin briefly before they sleep (GOMP_SPINCOUNT=2000, what `corrtrack` "
+           "sets, `corrtrack/openmp.py`); with OMP_WAIT_POLICY=PASSIVE (no spin, used for the tables before "
+           "2026-11-26 12:00) vtest.avi took 249 instead of 204 ms per frame alone, 334 instead of 375 beside a busy "
+           "process (`benchmarks/bench_openmp.py`)."
+           if "GOMP_SPINCOUNT=2000" in env.get("openmp", "") else "")
         + (f" **The {env['cpus']} CPUs were shared with other jobs (load above {env['cpus']}): the wall "
            "times are inflated; the CPU ms column much less so.**" if busy else ""),
         "* Inputs: `synthetic, N people` = `corrtrack data synth -p crowd --people N --depth 4.5-13` (one sequence, "
@@ -117,7 +122,8 @@ def section(report, plot: Path) -> str:
         "* What limits it: the correspondence stage runs the shipped correspondence network's Siamese branch on "
         "a letterbox of every frame, longer side 512 and fitted to its aspect (512×384 on 4:3 video; stride 4: "
         "128×96 feature maps), whatever the number of people, "
-        "then the refinement module on 17 full-size maps per live track, tracks kept alive for up to 25 frames "
+        f"then the refinement module on 17 full-size maps per live track, tracks kept alive for up to "
+        f"{env.get('keep_alive', 25)} frames "
         "after their person was last matched included: a fixed cost per frame plus one that grows with the "
         "number of tracks. The pose stage grows with the detected people (one MoveNet crop each).",
         "",
@@ -162,7 +168,9 @@ def main() -> None:
     ap.add_argument("--from-json", type=Path, default=None,
                     help="do not measure: print and write what an earlier run saved with --json")
     args = ap.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: busy-waiting threads on shared cores
+    from corrtrack.openmp import set_openmp_defaults
+
+    set_openmp_defaults()  # what the corrtrack command runs with; before torch is imported
 
     from corrtrack.bench import (BenchConfig, BenchReport, check_finite, format_report, plot_speed, run_bench,
                                  write_marked_section)

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from corrtrack import openmp
 from corrtrack.errors import CorrtrackError
 
 # Report stages <- the pipeline's timer names (run.py's _Timer and Tracker.timings).
@@ -394,7 +395,7 @@ def environment(config: BenchConfig) -> dict:
             "machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(), "system": platform.system(),
             "python": platform.python_version(), "versions": versions, "device": device,
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-            "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+            "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "openmp": openmp.describe(),
             "load_start": list(os.getloadavg()), "keep_alive": _default_keep_alive()}
 
 

@@ -7,12 +7,12 @@ that ``corrtrack --help`` and ``corrtrack eval`` start fast and never need torch
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import typer
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.openmp import set_openmp_defaults
 
 app = typer.Typer(
     name="corrtrack",
@@ -47,9 +47,7 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Entry point: expected failures become one line on stderr and exit code != 0."""
-    # Busy-waiting OpenMP threads make torch 10-30x slower when the cores are
-    # shared with another process; must be set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_openmp_defaults()  # a short spin of torch's threads; before torch is imported (corrtrack.openmp)
     try:
         app()
     except CorrtrackError as e:
