@@ -105,3 +105,14 @@ def test_empty_frames(name):
     assert all(len(p) == 0 for p in out[:3]) and len(out[18]) == 0
     assert len({int(i) for p in out for i in p.track_ids}) == 1
     assert len(out[-1]) == 1
+
+
+def test_tuned_bytetrack_tracks_people_the_default_thresholds_never_start():
+    # Boxes at 0.55 confidence, as NanoDet gives many people: below ByteTrack's default 0.7 to start a
+    # track, above the tuned thresholds.
+    for name in ("bytetrack", "bytetrack-tuned"):
+        needs(name)
+    frames = [frame([300 - 4 * t, 500 + 4 * t], score=0.55) for t in range(20)]
+    assert sum(len(p) for p in run("bytetrack", frames)) == 0
+    out = run("bytetrack-tuned", frames)
+    assert all(len(p) == 2 for p in out[5:]) and len({int(t) for p in out for t in p.track_ids}) == 2

@@ -245,7 +245,7 @@ def test_gt_against_itself_is_perfect_and_names_follow_posetrack(coco_file, back
     _suite(tmp_path / "out", coco_file, background_file, "all", people=(2, 4), lookalikes=1, occlusion_frames=(3, 6))
     gts = read_posetrack_dir(tmp_path / "out" / "posetrack")
     assert [g.name for g in gts] == ["001001_mpiinew_walk", "002001_mpiinew_crossing", "003001_mpiinew_crowd",
-                                     "004001_mpiinew_reentry", "005001_mpiinew_fast"]
+                                     "004001_mpiinew_reentry", "005001_mpiinew_fast", "006001_mpiinew_occluders"]
     g = gts[2]
     assert g.frames[3].file_name == "images/val/003001_mpiinew_crowd/000003.jpg"
     assert g.frames[3].image_id == 30030010003 and g.meta["vid_id"] == "003001" and g.meta["nframes"] == 40
@@ -566,7 +566,7 @@ def test_same_seed_same_occluders_each_hiding_somebody(cutouts, background_file)
 def test_occluders_preset_records_them(coco_file, background_file, tmp_path):
     from corrtrack.synth.config import PRESETS, SUITES
 
-    assert SUITES["all"] == ("walk", "crossing", "crowd", "reentry", "fast") and "occluders" in PRESETS
+    assert SUITES["all"] == tuple(PRESETS) and "occluders" in PRESETS
     s = _suite(tmp_path / "o", coco_file, background_file, "occluders", num_frames=20)
     man = json.loads((tmp_path / "o" / "manifests" / f"{s['sequences'][0]['name']}.json").read_text())
     assert man["knobs"]["occluders"] == [2, 3] and 2 <= len(man["occluders"]) <= 3
