@@ -434,7 +434,8 @@ def _section(results, gt_seqs, noise: Noise, args, skipped, gen_cmd, n_frames, l
         f"(1-minute load average {load[0]:.1f} before tracking, {load[1]:.1f} after, on {os.cpu_count()} CPUs: "
         "other jobs may share them, so compare methods within one run).",
         "* Methods: `norfair` (keypoint-voting distance, its OpenPose demo's settings), `bytetrack` and `sort` "
-        "(Roboflow `trackers`, default settings, on the pose boxes; the pose follows its box), `ours-oks` / "
+        "(Roboflow `trackers`, default settings, on the pose boxes; the pose follows its box), `bytetrack-tuned` "
+        "(ByteTrack with both thresholds at 0.5, chosen for NanoDet's boxes: see the peers section), `ours-oks` / "
         "`ours-iou` / `ours-flow` / `ours-corr`: `corrtrack.pipeline.tracker` with that similarity (the shipped "
         "correspondence model with refinement for corr; `ours-corr-eq6` is corr with the paper's eq. 6 alone, without "
         "`TrackerConfig.corr_oks`; greedy matching, "

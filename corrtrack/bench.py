@@ -493,7 +493,7 @@ def format_report(report: BenchReport) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     lines = [f"corrtrack bench, {env['date']}: {env['cpu']} ({env['cpus']} CPUs), device {env['device']}"
              + (f" ({env['gpu']})" if env.get("gpu") else "") + f", torch {env['versions'].get('torch', '?')} "
-             f"with {env['torch_threads']} threads; load average {env['load_start'][0]:.1f} at the start"
+             f"with {env['torch_threads']} threads ({env.get('openmp', 'OpenMP wait not recorded')}); load average {env['load_start'][0]:.1f} at the start"
              + (f", {env['load_end'][0]:.1f} at the end" if "load_end" in env else ""),
              "", "speed (ms per frame per stage, end to end):",
              "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
