@@ -111,7 +111,6 @@ def cached_tag(path: Path) -> str | None:
         raise CorrtrackError(f"{path}: unreadable cached detections ({e})") from None
 
 
-BOX_PEERS = ("bytetrack", "bytetrack-tuned", "sort")
 # --tune-bytetrack: (track activation, high-confidence) thresholds tried; NanoDet's people start at 0.4
 BYTETRACK_GRID = [(a, h) for a in (0.4, 0.5, 0.6, 0.7) for h in (0.4, 0.5, 0.6) if h <= a]
 
@@ -128,7 +127,7 @@ def box_confidence(poses):
 def step_peer(tracker, index: int, poses):
     """One frame of a peer; box peers see the box confidence, and the poses they return get their
     person score back (it ranks them for mAP, as it does ours)."""
-    if tracker.name not in BOX_PEERS and not tracker.name.startswith("bytetrack"):
+    if not tracker.takes_boxes:
         return tracker.step(index, poses)
     out = tracker.step(index, poses.replace(scores=box_confidence(poses)))
     return out.replace(scores=out.scores * out.keypoints[..., 2].mean(1))

@@ -54,7 +54,9 @@ def section(report, plot: Path) -> str:
         "",
         f"* Date {env['date']}; {env['cpu']}, {env['cpus']} CPUs, {env['system']} {env['machine']}; device "
         f"{env['device']}" + (f" ({env['gpu']})" if env.get("gpu") else "") + f", torch {env['torch_threads']} "
-        f"threads, {env.get('openmp') or 'OMP_WAIT_POLICY=' + env.get('omp_wait_policy', '?')}; Python {env['python']}; {vers}.",
+        # reports before 2026-11-26 recorded only OMP_WAIT_POLICY
+        f"threads, {env.get('openmp') or 'OMP_WAIT_POLICY=' + env.get('omp_wait_policy', '?')}; "
+        f"Python {env['python']}; {vers}.",
         f"* Command: `{cmd}` ({seconds / 60:.1f} min)"
         + (f"; this section and the plot written from its JSON by `{env['rendered_by']}`" if env.get("rendered_by")
            else "") + f". {frames} frames timed per input after {env.get('warmup', 3)} untimed warm-up frames"

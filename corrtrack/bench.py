@@ -395,7 +395,7 @@ def environment(config: BenchConfig) -> dict:
             "machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(), "system": platform.system(),
             "python": platform.python_version(), "versions": versions, "device": device,
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-            "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "openmp": openmp.describe(),
+            "torch_threads": torch.get_num_threads(), "openmp": openmp.describe(),
             "load_start": list(os.getloadavg()), "keep_alive": _default_keep_alive()}
 
 
@@ -493,7 +493,8 @@ def format_report(report: BenchReport) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     lines = [f"corrtrack bench, {env['date']}: {env['cpu']} ({env['cpus']} CPUs), device {env['device']}"
              + (f" ({env['gpu']})" if env.get("gpu") else "") + f", torch {env['versions'].get('torch', '?')} "
-             f"with {env['torch_threads']} threads ({env.get('openmp', 'OpenMP wait not recorded')}); load average {env['load_start'][0]:.1f} at the start"
+             f"with {env['torch_threads']} threads ({env.get('openmp', 'OpenMP wait not recorded')}); "
+             f"load average {env['load_start'][0]:.1f} at the start"
              + (f", {env['load_end'][0]:.1f} at the end" if "load_end" in env else ""),
              "", "speed (ms per frame per stage, end to end):",
              "  ".join(c.rjust(w) for c, w in zip(cols, widths))]

@@ -46,6 +46,8 @@ class PeerTracker(ABC):
     """One sequence's tracker: ``step`` per frame, in order (frames may be skipped)."""
 
     name: ClassVar[str]
+    # A box tracker: its thresholds are for a detector's box confidence, not a person score.
+    takes_boxes: ClassVar[bool] = False
 
     def __init__(self, config: PeerConfig = PeerConfig()) -> None:
         self.config = config
@@ -132,6 +134,8 @@ class NorfairPeer(PeerTracker):
 
 class _BoxPeer(PeerTracker):
     """A ``trackers`` box tracker; the pose's box and person score go in, ids come back per box."""
+
+    takes_boxes = True
 
     def __init__(self, config: PeerConfig = PeerConfig()) -> None:
         super().__init__(config)

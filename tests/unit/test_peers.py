@@ -116,3 +116,10 @@ def test_tuned_bytetrack_tracks_people_the_default_thresholds_never_start():
     assert sum(len(p) for p in run("bytetrack", frames)) == 0
     out = run("bytetrack-tuned", frames)
     assert all(len(p) == 2 for p in out[5:]) and len({int(t) for p in out for t in p.track_ids}) == 2
+
+
+def test_box_trackers_say_so():
+    # bench_peers gives box trackers the detector's box confidence instead of the person score.
+    for name in peer_names():
+        needs(name)
+        assert make_peer(name).takes_boxes == (name != "norfair"), name
