@@ -63,8 +63,9 @@ def section(report, plot: Path) -> str:
         + (" (on a GPU the whole input is tracked once first: cuDNN builds its kernels the first time it "
            "sees each batch shape, ~2 s per shape on an H100; `corrtrack/models/buckets.py`)." if gpu else "."),
         f"* Load average (1 / 5 / 15 min) at the start {ls[0]:.1f} / {ls[1]:.1f} / {ls[2]:.1f}, at the end "
-        f"{le[0]:.1f} / {le[1]:.1f} / {le[2]:.1f}. Times on this shared machine vary by up to ~1.5x between "
-        "runs hours apart; compare rows of one run."
+        f"{le[0]:.1f} / {le[1]:.1f} / {le[2]:.1f}."
+        + ("" if gpu else " Times on this shared machine vary by up to ~1.5x between runs hours apart; compare "
+           "rows of one run.")
         + (" torch's OpenMP threads spin briefly before they sleep (GOMP_SPINCOUNT=2000, what `corrtrack` "
            "sets, `corrtrack/openmp.py`); with OMP_WAIT_POLICY=PASSIVE (no spin, used for the tables before "
            "2026-11-26 12:00) vtest.avi took 249 instead of 204 ms per frame alone, 334 instead of 375 beside a busy "
@@ -139,7 +140,7 @@ def section(report, plot: Path) -> str:
         "",
         "The quick version for any machine: `corrtrack bench` (a 40-frame vtest.avi clip and a tiny synthetic "
         "suite for corr vs oks; `--people 1,6,24` adds scaling rows, `--json PATH` saves the numbers)."
-        + (" No GPU was measured: this machine has none; `--device cuda` runs the same on one." if
+        + (" `--device cuda` runs the same on a GPU (the next section, measured on a lent machine)." if
            env["device"] == "cpu" else ""),
     ]
     return "\n".join(lines)

@@ -24,6 +24,9 @@ def corr_cmd(
     lr: float = typer.Option(1e-3, help="Base learning rate (x0.1 after 75% of each stage)."),
     refine_sigma: float = typer.Option(1.0, "--refine-sigma",
                                        help="Target Gaussian of the refinement stage, in feature cells."),
+    refine_channels: int = typer.Option(32, "--refine-channels", min=4,
+                                        help="Width of the refinement module (its CPU cost per person grows with "
+                                             "it; docs/models/corrnet.md compares 32, 64 and 128)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from",
                                              help="Start from this corrnet.pt's Siamese weights (everything but "
                                                   "the refinement); e.g. with --steps-siamese 0 to train only a "
@@ -63,7 +66,7 @@ def corr_cmd(
         (out / "checkpoint.pt").unlink()
     # With --init-from every Siamese weight is overwritten: loading ImageNet weights first would be wasted.
     net = dataclasses.replace(CorrNetConfig(), backbone=backbone, input_size=input_size,
-                              pretrained=init_from is None)
+                              refine_channels=refine_channels, pretrained=init_from is None)
     cfg = CorrTrainConfig(annotations=tuple(map(str, annotations)), images=tuple(map(str, images)), out_dir=str(out),
                           net=net, steps_siamese=steps_siamese, steps_refine=steps_refine, batch_size=batch_size,
                           lr=lr, refine_sigma=refine_sigma, init_from=str(init_from) if init_from else "",

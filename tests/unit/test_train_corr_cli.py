@@ -1,4 +1,4 @@
-"""``corrtrack train corr --init-from / --refine-sigma``: the options reach the training config and the
+"""``corrtrack train corr --init-from / --refine-sigma / --refine-channels``: the options reach the training config and the
 run starts from the given model's Siamese weights (tiny images, a few steps, CPU)."""
 from __future__ import annotations
 
@@ -59,6 +59,18 @@ def test_init_from_and_refine_sigma_reach_the_run(tmp_path):
     assert ck["config"]["refine_sigma"] == 1.0  # the default
     out_b = CorrespondenceNet.load(tmp_path / "run_b" / "corrnet.pt").state_dict()
     assert all(torch.equal(out_b[k], v) for k, v in _siamese(init_b).items())
+
+
+def test_refine_channels_widens_only_the_refinement(tmp_path):
+    ann, img = _make_dataset(tmp_path)
+    init = _saved_model(tmp_path / "a.pt", 1)  # a 32-channel refinement: only its Siamese part is copied
+    res = _train(tmp_path, ann, img, "wide", "--init-from", str(tmp_path / "a.pt"), "--refine-channels", "48")
+    assert res.exit_code == 0, res.output
+    net = CorrespondenceNet.load(tmp_path / "wide" / "corrnet.pt")
+    assert net.config.refine_channels == 48
+    state = net.state_dict()
+    assert state["refinement.pair_in.weight"].shape[0] == 48 and init["refinement.pair_in.weight"].shape[0] == 32
+    assert all(torch.equal(state[k], v) for k, v in _siamese(init).items())
 
 
 def test_bad_options_are_one_line_errors(tmp_path):
