@@ -67,6 +67,9 @@ def register(app: typer.Typer) -> None:
         keep_alive: Optional[int] = typer.Option(None, "--keep-alive", min=0,
                                                  help="Frames an unmatched track waits for its person "
                                                  "(default per similarity: corr 50, the others 25)."),
+        tentative_keep_alive: int = typer.Option(TrackerConfig.tentative_keep_alive, "--tentative-keep-alive", min=0,
+                                                 help="Frames a track matched fewer than 3 times waits (at most "
+                                                 "--keep-alive): mostly one-off false detections."),
         recency_penalty: float = typer.Option(TrackerConfig.recency_penalty, "--recency-penalty", min=0.0,
                                               help="Matching order: score minus this per frame a track has "
                                               "not been matched (0: score alone)."),
@@ -111,6 +114,7 @@ def register(app: typer.Typer) -> None:
 
         tracker = TrackerConfig(
             similarity=similarity.value, threshold=threshold, keep_alive=keep_alive,
+            tentative_keep_alive=tentative_keep_alive,
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty)

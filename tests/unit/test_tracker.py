@@ -560,3 +560,28 @@ def test_keep_alive_defaults_per_similarity_and_an_explicit_value_wins():
     assert TrackerConfig(similarity="oks").max_age == 25
     assert TrackerConfig(similarity="corr", keep_alive=7).max_age == 7
     assert TrackerConfig(similarity="iou", keep_alive=0).max_age == 0
+
+
+@pytest.mark.parametrize("seen_frames, tentative, same_id", [
+    (2, 5, False),   # matched twice, gone 8 frames: a tentative track is forgotten after 5
+    (2, 10, True),   # ... unless tentative tracks wait as long as the gap
+    (3, 5, True),    # matched min_track_length times: the full keep-alive applies
+])
+def test_tentative_tracks_wait_less(seen_frames, tentative, same_id):
+    # Person 0 is seen in the first `seen_frames` frames, gone 8 frames, then back at the same place.
+    back = seen_frames + 8
+    pos = {f: {1: (400, 200)} for f in range(back + 3)}
+    for f in [*range(seen_frames), *range(back, back + 3)]:
+        pos[f][0] = (100, 200)
+    cfg = TrackerConfig(similarity="oks", keep_alive=25, tentative_keep_alive=tentative, recovery=NO_RECOVERY)
+    seen = run(World(pos), Tracker(cfg), range(back + 3))
+    assert (len(set(seen[0].values())) == 1) is same_id
+    assert len(set(seen[1].values())) == 1
+
+
+def test_tentative_keep_alive_is_capped_by_keep_alive():
+    cfg = TrackerConfig(similarity="oks", keep_alive=3, tentative_keep_alive=5)
+    assert cfg.track_max_age(1) == 3 and cfg.track_max_age(cfg.min_track_length) == 3
+    assert TrackerConfig().track_max_age(1) == 5 and TrackerConfig().track_max_age(3) == 50
+    with pytest.raises(ValueError, match="tentative_keep_alive"):
+        TrackerConfig(tentative_keep_alive=-1)
