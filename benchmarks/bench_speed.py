@@ -77,7 +77,9 @@ def section(report, plot: Path) -> str:
         "look-alikes above the source's distinct people) on the vtest.avi background at 768×576: people wander "
         "between random points and stay in view; vtest.avi at its native 768×576. Pipeline defaults: NanoDet "
         f"(auto input 416 here, default thresholds), MoveNet auto ({'thunder on a GPU' if gpu else 'lightning on a CPU'}), correspondence similarity with recovery and "
-        f"refinement, keep-alive {env.get('keep_alive', 25)}.",  # older reports: 25, then the default
+        f"refinement, keep-alive {env.get('keep_alive', 25)}"  # older reports: 25, then the default
+        + (f" ({env['tentative_keep_alive']} for tracks matched fewer than 3 times)."
+           if "tentative_keep_alive" in env else "."),
         "* Stages, ms per frame: detect; pose (MoveNet on every box, recovery re-estimates included); "
         "correspondence (the correspondence network's features of every frame and the propagation of every live "
         "track, refinement included); association (similarities, greedy matching, duplicate removal); io (decoding "
@@ -127,6 +129,8 @@ def section(report, plot: Path) -> str:
         "128×96 feature maps), whatever the number of people, "
         f"then the refinement module on 17 full-size maps per live track, tracks kept alive for up to "
         f"{env.get('keep_alive', 25)} frames "
+        + (f"({env['tentative_keep_alive']} for tracks matched fewer than 3 times) "
+           if "tentative_keep_alive" in env else "") +
         "after their person was last matched included: a fixed cost per frame plus one that grows with the "
         "number of tracks. The pose stage grows with the detected people (one MoveNet crop each).",
         "",

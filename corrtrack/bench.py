@@ -396,13 +396,14 @@ def environment(config: BenchConfig) -> dict:
             "python": platform.python_version(), "versions": versions, "device": device,
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
             "torch_threads": torch.get_num_threads(), "openmp": openmp.describe(),
-            "load_start": list(os.getloadavg()), "keep_alive": _default_keep_alive()}
+            "load_start": list(os.getloadavg()), **_default_keep_alive()}
 
 
-def _default_keep_alive() -> int:
+def _default_keep_alive() -> dict[str, int]:
     from corrtrack.pipeline.tracker import TrackerConfig
 
-    return TrackerConfig().max_age
+    cfg = TrackerConfig()
+    return {"keep_alive": cfg.max_age, "tentative_keep_alive": cfg.track_max_age(1)}
 
 
 def run_bench(config: BenchConfig = BenchConfig(), progress: bool = False, log=print) -> BenchReport:
