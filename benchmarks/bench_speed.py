@@ -48,6 +48,9 @@ def section(report, plot: Path) -> str:
     assert tuple(cols) == SPEED_COLUMNS
     real = [r for r in report.speed if r.people is None]
     gpu = env["device"] != "cpu"
+    keep_alive = env.get("keep_alive", 25)  # older reports: 25, then the default
+    tentative = (f" ({env['tentative_keep_alive']} for tracks matched fewer than 3 times)"
+                 if "tentative_keep_alive" in env else "")
     lines = [
         "## Speed on a GPU: per stage, against the number of people" if gpu else
         "## Speed: per stage, against the number of people; memory; model sizes",
@@ -77,9 +80,7 @@ def section(report, plot: Path) -> str:
         "look-alikes above the source's distinct people) on the vtest.avi background at 768×576: people wander "
         "between random points and stay in view; vtest.avi at its native 768×576. Pipeline defaults: NanoDet "
         f"(auto input 416 here, default thresholds), MoveNet auto ({'thunder on a GPU' if gpu else 'lightning on a CPU'}), correspondence similarity with recovery and "
-        f"refinement, keep-alive {env.get('keep_alive', 25)}"  # older reports: 25, then the default
-        + (f" ({env['tentative_keep_alive']} for tracks matched fewer than 3 times)."
-           if "tentative_keep_alive" in env else "."),
+        f"refinement, keep-alive {keep_alive}{tentative}.",
         "* Stages, ms per frame: detect; pose (MoveNet on every box, recovery re-estimates included); "
         "correspondence (the correspondence network's features of every frame and the propagation of every live "
         "track, refinement included); association (similarities, greedy matching, duplicate removal); io (decoding "
@@ -127,10 +128,8 @@ def section(report, plot: Path) -> str:
         "* What limits it: the correspondence stage runs the shipped correspondence network's Siamese branch on "
         "a letterbox of every frame, longer side 512 and fitted to its aspect (512×384 on 4:3 video; stride 4: "
         "128×96 feature maps), whatever the number of people, "
-        f"then the refinement module on 17 full-size maps per live track, tracks kept alive for up to "
-        f"{env.get('keep_alive', 25)} frames "
-        + (f"({env['tentative_keep_alive']} for tracks matched fewer than 3 times) "
-           if "tentative_keep_alive" in env else "") +
+        "then the refinement module on 17 full-size maps per live track, tracks kept alive for up to "
+        f"{keep_alive} frames{tentative} "
         "after their person was last matched included: a fixed cost per frame plus one that grows with the "
         "number of tracks. The pose stage grows with the detected people (one MoveNet crop each).",
         "",

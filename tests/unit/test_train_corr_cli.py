@@ -1,5 +1,5 @@
-"""``corrtrack train corr --init-from / --refine-sigma / --refine-channels``: the options reach the training config and the
-run starts from the given model's Siamese weights (tiny images, a few steps, CPU)."""
+"""``corrtrack train corr --init-from / --refine-sigma / --refine-channels``: the options reach the
+training config and the run starts from the given model's Siamese weights (tiny images, a few steps, CPU)."""
 from __future__ import annotations
 
 import pytest
