@@ -79,6 +79,7 @@ DATA = Path(os.environ.get("CORRTRACK_SHARED", ROOT.parent / "shared")) / "data"
 
 from corrtrack.layouts import COCO17  # noqa: E402
 from corrtrack.models.corrnet import DEFAULT_WEIGHTS, CorrespondenceNet, CorrNetConfig  # noqa: E402
+from corrtrack.models.frozen import effective_runtime  # noqa: E402
 from corrtrack.models.corr_codec import inside_image  # noqa: E402
 from corrtrack.pipeline.propagate import frame_features, propagate  # noqa: E402
 from corrtrack.structures import Poses  # noqa: E402
@@ -468,13 +469,13 @@ def with_input_size(net, size: int, square: bool = True):
     return other
 
 
-def speed(net, frame: np.ndarray, sizes, repeats: int, people: int = SPEED_PEOPLE):
+def speed(net, frame: np.ndarray, sizes, repeats: int, people: int = SPEED_PEOPLE, runtime: str = "onnx"):
     """Rows per input size, at the current torch thread count: (size, square canvas, unpadded canvas,
     then ``timeit`` triples (median, min, CPU) for: features on the square canvas (eager), the same
-    through the frozen TorchScript CPU path the tracker uses (``freeze_for_cpu``, when the model has
-    it, else None), features without square padding (eager), per person with refinement, per person
+    through the CPU runtime the tracker uses (``freeze_for_cpu(runtime=runtime)``: ONNX Runtime or frozen
+    TorchScript, when the model has it, else None), features without square padding (eager), per person with refinement, per person
     affinity only, then the tracker's path or None: (features, per person refined) without square
-    padding through the frozen CPU traces, as ``CorrPropagator`` runs them). Per person = one
+    padding through that runtime, as ``CorrPropagator`` runs them). Per person = one
     ``propagate`` of ``people`` people (affinity maps, refinement incl. its per-pair term, decoding) /
     ``people``: the tracker's unit."""
     h, w = frame.shape[:2]
@@ -489,7 +490,7 @@ def speed(net, frame: np.ndarray, sizes, repeats: int, people: int = SPEED_PEOPL
         f_sq = timeit(lambda: frame_features(sq, frame), repeats)
         f_frozen = None
         if hasattr(sq, "freeze_for_cpu"):
-            fz = with_input_size(net, size, True).freeze_for_cpu()
+            fz = with_input_size(net, size, True).freeze_for_cpu(runtime=runtime)
             f_frozen = timeit(lambda: frame_features(fz, frame), repeats)  # the first call traces, untimed
         f_rect = timeit(lambda: frame_features(rect, frame), repeats)
         fa, fb = frame_features(sq, frame), frame_features(sq, frame)
@@ -500,7 +501,7 @@ def speed(net, frame: np.ndarray, sizes, repeats: int, people: int = SPEED_PEOPL
         # What the tracker runs (CorrPropagator): no square padding, frozen features and refinement.
         path = None
         if hasattr(rect, "freeze_for_cpu"):
-            tr = with_input_size(net, size, False).freeze_for_cpu()
+            tr = with_input_size(net, size, False).freeze_for_cpu(runtime=runtime)
             ta, tb = frame_features(tr, frame), frame_features(tr, frame)  # the first calls trace, untimed
             propagate(tr, None, None, poses, feats_a=ta, feats_b=tb)
             path = (timeit(lambda: frame_features(tr, frame), repeats),
@@ -549,6 +550,8 @@ def main() -> None:
                     help="set (c): first frames per source (each gives one pair per gap)")
     ap.add_argument("--speed-sizes", default="512,384,320", help="input sizes (longer side) for the speed table")
     ap.add_argument("--speed-threads", default="1,2", help="thread counts for the speed table")
+    ap.add_argument("--cpu-runtime", choices=("onnx", "torchscript"), default="onnx",
+                    help="the tracker's CPU runtime for the frozen columns (RunConfig.cpu_runtime)")
     ap.add_argument("--speed-pck", action="store_true",
                     help="also score set (b) (trained model, with and without refinement) at each speed input size")
     args = ap.parse_args()
@@ -648,6 +651,7 @@ def main() -> None:
               f"Budget at 25 FPS: {BUDGET_MS:.0f} ms per frame for everything.\n")
         print("Cells: wall median / wall min / process CPU median (with 2 threads the CPU time is the sum "
               "of both).\n")
+        print(f"Frozen = the tracker's CPU runtime: {effective_runtime(args.cpu_runtime)}.\n")
         print("| threads | load avg | input | features, square canvas | same, frozen | "
               "features, no square padding | per person: affinity + refinement | per person: affinity only | "
               "tracker's path (no square padding, frozen): features | tracker's path: per person, refined | "
@@ -657,7 +661,8 @@ def main() -> None:
         for nt in [int(x) for x in args.speed_threads.split(",")]:
             torch.set_num_threads(nt)
             load = os.getloadavg()[0]
-            for size, canvas, rect, fsq, ffz, frect, ref, aff, path in speed(trained, frame, sizes, args.repeats):
+            rows = speed(trained, frame, sizes, args.repeats, runtime=args.cpu_runtime)
+            for size, canvas, rect, fsq, ffz, frect, ref, aff, path in rows:
                 feats, per = path or (ffz or fsq, ref)
                 tot = [feats[i] + SPEED_PEOPLE * per[i] for i in (0, 1, 2)]
                 print(f"| {nt} | {load:.1f} | {size} | {canvas[0]}x{canvas[1]}: {cell(fsq)} | "

@@ -51,6 +51,8 @@ def section(report, plot: Path) -> str:
     keep_alive = env.get("keep_alive", 25)  # older reports: 25, then the default
     tentative = (f" ({env['tentative_keep_alive']} for tracks matched fewer than 3 times)"
                  if "tentative_keep_alive" in env else "")
+    runtime = {"onnx": "ONNX Runtime", "torchscript": "frozen TorchScript"}.get(env.get("cpu_runtime"))
+    runtime = f"; the correspondence network on {runtime} (`--cpu-runtime`)" if runtime else ""
     lines = [
         "## Speed on a GPU: per stage, against the number of people" if gpu else
         "## Speed: per stage, against the number of people; memory; model sizes",
@@ -80,7 +82,7 @@ def section(report, plot: Path) -> str:
         "look-alikes above the source's distinct people) on the vtest.avi background at 768×576: people wander "
         "between random points and stay in view; vtest.avi at its native 768×576. Pipeline defaults: NanoDet "
         f"(auto input 416 here, default thresholds), MoveNet auto ({'thunder on a GPU' if gpu else 'lightning on a CPU'}), correspondence similarity with recovery and "
-        f"refinement, keep-alive {keep_alive}{tentative}.",
+        f"refinement, keep-alive {keep_alive}{tentative}{runtime}.",
         "* Stages, ms per frame: detect; pose (MoveNet on every box, recovery re-estimates included); "
         "correspondence (the correspondence network's features of every frame and the propagation of every live "
         "track, refinement included); association (similarities, greedy matching, duplicate removal); io (decoding "
@@ -168,6 +170,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes")
     ap.add_argument("--video", default=None, help="the real video (default: the shared vtest.avi)")
+    ap.add_argument("--cpu-runtime", choices=("onnx", "torchscript"), default="onnx",
+                    help="how the correspondence network runs on a CPU (RunConfig.cpu_runtime)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--plot", type=Path, default=PLOT)
     ap.add_argument("--no-write", action="store_true", help="only print; leave BENCHMARKS.md and the plot alone")
@@ -189,7 +193,8 @@ def main() -> None:
         report.environment["rendered_by"] = " ".join(["python benchmarks/bench_speed.py", *sys.argv[1:]])
     else:
         config = BenchConfig(frames=args.frames, people=parse_counts(args.people), quality=False, seed=args.seed,
-                             device=args.device, threads=args.threads, video=args.video)
+                             device=args.device, threads=args.threads, video=args.video,
+                             cpu_runtime=args.cpu_runtime)
         t0 = time.perf_counter()
         report = run_bench(config, progress=sys.stderr.isatty(), log=lambda m: print(m, flush=True))
         report.environment["seconds"] = time.perf_counter() - t0

@@ -371,9 +371,15 @@ class RowCache:
 class Models:
     """The networks, each loaded on first use."""
 
-    def __init__(self, weights: Path):
+    def __init__(self, weights: Path, runtime: str = "onnx"):
+        from corrtrack.models.frozen import effective_runtime
+
         self.weights = weights
-        self.weights_tag = file_sha256(weights)[:12]
+        self.runtime = effective_runtime(runtime)
+        # Keys the cached correspondence answers and the runs: the runtimes agree to ~1e-4, enough to
+        # move an argmax now and then. TorchScript keeps the bare weights hash (the caches made before ORT).
+        self.weights_sha = file_sha256(weights)[:12]
+        self.weights_tag = self.weights_sha + ("" if self.runtime == "torchscript" else f"-{self.runtime}")
         self._m: dict = {}
 
     def corr(self):
@@ -383,7 +389,8 @@ class Models:
         if "corr" not in self._m:
             from corrtrack.pipeline.tracker import TrackerConfig
 
-            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", cache_size=TrackerConfig().max_age + 2)
+            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", runtime=self.runtime,
+                                                  cache_size=TrackerConfig().max_age + 2)
             # Merging (eq. 8) propagates from a tracklet's start and centre, often far behind the
             # current frame, and every corr variant and both merges go through this one cache: a
             # window of keep_alive frames made merging recompute the backbone for most of its
@@ -617,7 +624,7 @@ def environment(models: Models, load: tuple[float, float]) -> str:
             f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} CPU with "
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}, {vers}; 1-minute load "
             f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end (shared machine). Correspondence "
-            f"weights `{_rel(models.weights)}` sha256 {models.weights_tag}….")
+            f"weights `{_rel(models.weights)}` sha256 {models.weights_sha}…, run by {models.runtime} on the CPU.")
 
 
 def _has(pkg: str) -> bool:
@@ -716,6 +723,8 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=None, help="correspondence weights (default: the shipped ones)")
     ap.add_argument("--cache-dir", type=Path, default=ROOT / "out" / "bench_tracking")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cpu-runtime", choices=("onnx", "torchscript"), default="onnx",
+                    help="how the correspondence network runs (RunConfig.cpu_runtime; part of the cache keys)")
     ap.add_argument("--notes", type=Path, default=None,
                     help="markdown file appended to the written section (what the numbers mean)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -738,7 +747,7 @@ def main() -> None:
     if bad:
         raise SystemExit(f"unknown methods {bad}; known: {ALL_METHODS}")
     methods = {m: method_config(m, sets) for m in names}
-    models = Models(args.weights or DEFAULT_WEIGHTS)
+    models = Models(args.weights or DEFAULT_WEIGHTS, args.cpu_runtime)
     load0 = os.getloadavg()[0]
     suite_dir = ensure_suite(args.cache_dir, args.suite, args.seed, args.sequences, args.length)
     t0 = time.perf_counter()

@@ -60,6 +60,7 @@ class BenchConfig:
     seed: int = 0
     device: str | None = None  # None = CUDA if available
     threads: int | None = None  # torch CPU threads; None = torch's default
+    cpu_runtime: str = "onnx"  # the correspondence network's CPU runtime (RunConfig.cpu_runtime)
 
     def validate(self) -> None:
         if self.frames < 2 or self.warmup < 0:
@@ -378,6 +379,8 @@ def environment(config: BenchConfig) -> dict:
 
     import torch
 
+    from corrtrack.models.frozen import effective_runtime
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -396,7 +399,8 @@ def environment(config: BenchConfig) -> dict:
             "python": platform.python_version(), "versions": versions, "device": device,
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
             "torch_threads": torch.get_num_threads(), "openmp": openmp.describe(),
-            "load_start": list(os.getloadavg()), **_default_keep_alive()}
+            "load_start": list(os.getloadavg()), **_default_keep_alive(),
+            "cpu_runtime": effective_runtime(config.cpu_runtime) if device == "cpu" else None}
 
 
 def _default_keep_alive() -> dict[str, int]:
@@ -423,7 +427,7 @@ def run_bench(config: BenchConfig = BenchConfig(), progress: bool = False, log=p
     # models/buckets.py): the whole input is tracked once untimed so the table shows the steady state.
     warmup = config.frames if config.device.startswith("cuda") else config.warmup
     report.environment.update(frames=config.frames, warmup=warmup)
-    run_config = RunConfig(device=config.device, progress=progress)
+    run_config = RunConfig(device=config.device, progress=progress, cpu_runtime=config.cpu_runtime)
     log("loading the models")
     parts = build_parts(run_config)
     with tempfile.TemporaryDirectory(prefix="corrtrack_bench_") as tmp:

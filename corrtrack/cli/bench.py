@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from corrtrack.cli.track import CpuRuntime
 from corrtrack.errors import CorrtrackError
 
 
@@ -38,6 +39,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the synthetic scenes."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
+        cpu_runtime: CpuRuntime = typer.Option(CpuRuntime.onnx, "--cpu-runtime",
+                                               help="How the correspondence network runs on a CPU."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
     ) -> None:
@@ -54,7 +57,7 @@ def register(app: typer.Typer) -> None:
             raise CorrtrackError(f"{json_path}: is a folder; --json takes a file path")
         config = BenchConfig(frames=frames, video=str(video) if video else None, people=parse_counts(people),
                              quality=quality, quality_frames=quality_frames, quality_sequences=quality_sequences,
-                             seed=seed, device=device, threads=threads)
+                             seed=seed, device=device, threads=threads, cpu_runtime=cpu_runtime.value)
 
         def log(msg: str) -> None:
             if not quiet:

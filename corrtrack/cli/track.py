@@ -19,6 +19,11 @@ class Similarity(str, Enum):
     reid = "reid"
 
 
+class CpuRuntime(str, Enum):  # RunConfig.cpu_runtime
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
 def load_ground_truth(gt: Path, names: list[str], start: int, end: int | None):
     """GT sequences for the tracked ``names``: a PoseTrack file, a folder of them matched by name,
     or a synthetic-benchmark folder (its ``posetrack/``)."""
@@ -91,6 +96,9 @@ def register(app: typer.Typer) -> None:
         corr_weights: Optional[Path] = typer.Option(None, "--corr-weights",
                                                     help="Correspondence model file (default: the shipped one)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+        cpu_runtime: CpuRuntime = typer.Option(CpuRuntime.onnx, "--cpu-runtime",
+                                               help="How the correspondence network runs on a CPU: ONNX Runtime "
+                                                    "(faster) or frozen TorchScript."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or timing table."),
     ) -> None:
         """Estimate the pose of every person in a video and track them with keypoint correspondences.
@@ -120,7 +128,8 @@ def register(app: typer.Typer) -> None:
             use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty)
         config = RunConfig(tracker=tracker, pose=pose_config(pose_model), render=render, start=start,
                            end=end, device=device, progress=not quiet,
-                           corr_weights=str(corr_weights) if corr_weights else None)
+                           corr_weights=str(corr_weights) if corr_weights else None,
+                           cpu_runtime=cpu_runtime.value)
         ray = None if ray_address is None else RayConfig(address=ray_address, gpus_per_task=ray_gpus)
         results = track_many(seqs, out_dir, config, workers=workers, skip_complete=not force, ray=ray)
         for r in results:

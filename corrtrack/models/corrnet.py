@@ -272,12 +272,14 @@ class CorrespondenceNet(nn.Module):
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         return F.normalize(self.head(self.backbone(x, self.taps)), dim=1)
 
-    def freeze_for_cpu(self, enabled: bool = True) -> "CorrespondenceNet":
-        """Compute ``features`` and the refinement of one frame pair through frozen TorchScript
-        traces on CPU at inference (``corrtrack.models.frozen``); training and GPU calls stay eager."""
-        self._features = FrozenCPU(_Features(self), owner=self) if enabled else self._eager_features
+    def freeze_for_cpu(self, enabled: bool = True, runtime: str = "onnx") -> "CorrespondenceNet":
+        """Compute ``features`` and the refinement of one frame pair through ONNX Runtime (default;
+        faster than TorchScript here) or frozen TorchScript traces on CPU at inference
+        (``corrtrack.models.frozen``); training and GPU calls stay eager."""
+        self._features = FrozenCPU(_Features(self), owner=self, runtime=runtime) if enabled else self._eager_features
         # batch_generic: the number of persons is no part of the trace (tested).
-        self._refined_persons = (FrozenCPU(_RefinedPersons(self.refinement), owner=self, batch_generic=True)
+        self._refined_persons = (FrozenCPU(_RefinedPersons(self.refinement), owner=self, batch_generic=True,
+                                           runtime=runtime)
                                  if enabled else self._eager_refined_persons)
         return self
 

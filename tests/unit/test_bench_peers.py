@@ -82,4 +82,5 @@ def test_idsw_summary_target(bp):
     missed = dict(met, oks=row(60), bytetrack=row(10, rec=20.0))
     s = bp.idsw_summary(missed, ["norfair", "bytetrack", "sort"])
     assert "missed by 10 switches" in s and "**not met**" in s and "`bytetrack` recalls 20 %" in s
+    assert "per % of recall) `corr` 0.8 against `bytetrack` 0.5" in s  # 40 / 50 and 10 / 20
     assert "cannot be checked" in bp.idsw_summary({"oks": row(3)}, [])

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from corrtrack.models.frozen import FrozenCPU
+from corrtrack.models import frozen
+from corrtrack.models.frozen import FrozenCPU, _OnnxCall
 from corrtrack.models.movenet import MoveNet
 
 
@@ -102,7 +103,12 @@ def test_movenet_frozen_matches_eager(variant):
         torch.testing.assert_close(frozen[k], eager[k], atol=1e-3, rtol=1e-3)
 
 
-def test_correspondence_features_frozen_match_eager_and_training_stays_eager():
+RUNTIMES = ["torchscript", pytest.param("onnx", marks=pytest.mark.skipif(not frozen.onnx_available(),
+                                                                        reason="onnxruntime not installed"))]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_correspondence_features_frozen_match_eager_and_training_stays_eager(runtime):
     from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
 
     torch.manual_seed(3)
@@ -110,15 +116,20 @@ def test_correspondence_features_frozen_match_eager_and_training_stays_eager():
     x = torch.rand(1, 3, 96, 128)
     with torch.inference_mode():
         eager = net.features(x)
-        net.freeze_for_cpu()
+        net.freeze_for_cpu(runtime=runtime)
         frozen = net.features(x)
-    assert net._features._traces
+        # the ONNX export must leave the network in eval mode, or every later call would run eager
+        assert not net.training
+        net.features(x)
+    (trace,) = net._features._traces.values()
+    assert isinstance(trace, _OnnxCall if runtime == "onnx" else torch.jit.ScriptModule)
     torch.testing.assert_close(frozen, eager, atol=1e-4, rtol=1e-3)
     net.train()
     assert net.features(x).requires_grad  # training gets the differentiable eager branch
 
 
-def test_correspondence_refinement_frozen_matches_eager_for_any_number_of_persons():
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_correspondence_refinement_frozen_matches_eager_for_any_number_of_persons(runtime):
     import torch.nn.functional as F
 
     from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
@@ -133,7 +144,53 @@ def test_correspondence_refinement_frozen_matches_eager_for_any_number_of_person
     maps = torch.softmax(torch.randn(1, 5, 17, 24 * 32) * 3, -1).reshape(1, 5, 17, 24, 32)
     with torch.inference_mode():
         eager = net.refine(f1, f2, maps)
-        net.freeze_for_cpu()
+        net.freeze_for_cpu(runtime=runtime)
         for p in (2, 5, 1):  # one trace (made at 2 persons) serves every count
             torch.testing.assert_close(net.refine(f1, f2, maps[:, :p]), eager[:, :p], atol=1e-5, rtol=1e-4)
-    assert len(net._refined_persons._traces) == 1
+    (trace,) = net._refined_persons._traces.values()
+    assert isinstance(trace, _OnnxCall if runtime == "onnx" else torch.jit.ScriptModule)
+
+
+@pytest.mark.skipif(not frozen.onnx_available(), reason="onnxruntime not installed")
+def test_onnx_runtime_matches_eager_one_session_per_shape():
+    net = small_net()
+    fast = FrozenCPU(net, batch_generic=True, runtime="onnx")
+    with torch.inference_mode():
+        for shape in [(1, 3, 16, 16), (4, 3, 16, 16), (2, 3, 20, 12)]:
+            x = torch.randn(shape)
+            torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-4)
+    assert [k[0][0] for k in fast._traces] == [(3, 16, 16), (3, 20, 12)]
+    assert all(isinstance(t, _OnnxCall) for t in fast._traces.values())
+
+
+def test_onnx_runtime_falls_back_to_torchscript_without_onnxruntime(monkeypatch):
+    monkeypatch.setattr(frozen, "onnx_available", lambda: False)
+    assert frozen.effective_runtime("onnx") == "torchscript"
+    net = small_net()
+    fast = FrozenCPU(net, runtime="onnx")
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-4)
+    assert isinstance(next(iter(fast._traces.values())), torch.jit.ScriptModule)
+    with pytest.raises(ValueError, match="runtime"):
+        FrozenCPU(net, runtime="tensorrt")
+
+
+@pytest.mark.skipif(not frozen.onnx_available(), reason="onnxruntime not installed")
+def test_onnx_export_that_disagrees_with_eager_falls_back(monkeypatch):
+    net = small_net()
+    monkeypatch.setattr(_OnnxCall, "ATOL", -1.0)  # no output can be within a negative tolerance
+    fast = FrozenCPU(net, runtime="onnx")
+    with torch.no_grad(), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fast(torch.randn(1, 3, 8, 8))
+    assert isinstance(next(iter(fast._traces.values())), torch.jit.ScriptModule)
+    assert any("no ONNX Runtime path" in str(m.message) for m in w)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torchscript"])
+def test_corr_propagator_runs_the_shipped_net_on_the_chosen_runtime(runtime):
+    from corrtrack.pipeline.run import CorrPropagator
+
+    net = CorrPropagator.load(device="cpu", runtime=runtime).net
+    assert net._features.runtime == net._refined_persons.runtime == runtime

@@ -185,18 +185,42 @@ def test_a_bad_video_in_a_folder_does_not_stop_the_batch(cli, tmp_path):
     assert len(_posetrack(out, "a")) == 4
 
 
-@pytest.mark.parametrize("args, address", [(["--ray", "local"], "local"), (["--ray=auto"], "auto"),
-                                           (["--ray", "10.0.0.1:6379"], "10.0.0.1:6379"), ([], "no ray")])
-def test_ray_option_passes_the_address_as_ray_init_reads_it(cli, tmp_path, monkeypatch, args, address):
+def _track_many_args(cli, tmp_path, monkeypatch, *args) -> dict:
+    """What `corrtrack track a.avi ARGS` hands to track_many (which is not run)."""
     from corrtrack.pipeline import run as run_mod
 
     seen = []
-    monkeypatch.setattr(run_mod, "track_many", lambda seqs, out, cfg, workers, skip_complete, ray: seen.append(ray)
-                        or [])
+    monkeypatch.setattr(run_mod, "track_many", lambda seqs, out, cfg, workers, skip_complete, ray: seen.append(
+        {"config": cfg, "ray": ray}) or [])
     walkers_avi(tmp_path / "a.avi", 2)
     res = cli(tmp_path / "a.avi", "-o", tmp_path / "out", *args)
     assert res.exit_code == 0, res.output
-    assert (seen[0].address if seen[0] else "no ray") == address
+    return seen[0]
+
+
+@pytest.mark.parametrize("args, address", [(["--ray", "local"], "local"), (["--ray=auto"], "auto"),
+                                           (["--ray", "10.0.0.1:6379"], "10.0.0.1:6379"), ([], "no ray")])
+def test_ray_option_passes_the_address_as_ray_init_reads_it(cli, tmp_path, monkeypatch, args, address):
+    ray = _track_many_args(cli, tmp_path, monkeypatch, *args)["ray"]
+    assert (ray.address if ray else "no ray") == address
+
+
+@pytest.mark.parametrize("args, runtime", [([], "onnx"), (["--cpu-runtime", "torchscript"], "torchscript")])
+def test_cpu_runtime_option_reaches_the_run_config(cli, tmp_path, monkeypatch, args, runtime):
+    assert _track_many_args(cli, tmp_path, monkeypatch, *args)["config"].cpu_runtime == runtime
+    assert cli(tmp_path / "a.avi", "--cpu-runtime", "tensorrt").exit_code != 0
+
+
+def test_build_parts_loads_the_correspondence_net_on_the_chosen_runtime(monkeypatch):
+    from corrtrack.pipeline import run as run_mod
+    from corrtrack.pipeline.run import RunConfig, build_parts
+
+    loaded = []
+    monkeypatch.setattr(run_mod.CorrPropagator, "load", classmethod(lambda cls, *a, **kw: loaded.append(kw)))
+    monkeypatch.setattr("corrtrack.pipeline.detector.Detector", lambda *a, **kw: None)
+    monkeypatch.setattr("corrtrack.pipeline.pose.TopDownPoseEstimator", lambda *a, **kw: None)
+    build_parts(RunConfig(device="cpu", cpu_runtime="torchscript"))
+    assert loaded[0]["runtime"] == "torchscript"
 
 
 def test_ray_not_installed_is_a_clear_error(cli, tmp_path, monkeypatch):
