@@ -79,7 +79,7 @@ DATA = Path(os.environ.get("CORRTRACK_SHARED", ROOT.parent / "shared")) / "data"
 
 from corrtrack.layouts import COCO17  # noqa: E402
 from corrtrack.models.corrnet import DEFAULT_WEIGHTS, CorrespondenceNet, CorrNetConfig  # noqa: E402
-from corrtrack.models.frozen import effective_runtime  # noqa: E402
+from corrtrack.models.frozen import RUNTIMES, effective_runtime  # noqa: E402
 from corrtrack.models.corr_codec import inside_image  # noqa: E402
 from corrtrack.pipeline.propagate import frame_features, propagate  # noqa: E402
 from corrtrack.structures import Poses  # noqa: E402
@@ -472,9 +472,9 @@ def with_input_size(net, size: int, square: bool = True):
 def speed(net, frame: np.ndarray, sizes, repeats: int, people: int = SPEED_PEOPLE, runtime: str = "onnx"):
     """Rows per input size, at the current torch thread count: (size, square canvas, unpadded canvas,
     then ``timeit`` triples (median, min, CPU) for: features on the square canvas (eager), the same
-    through the CPU runtime the tracker uses (``freeze_for_cpu(runtime=runtime)``: ONNX Runtime or frozen
-    TorchScript, when the model has it, else None), features without square padding (eager), per person with refinement, per person
-    affinity only, then the tracker's path or None: (features, per person refined) without square
+    through the CPU runtime the tracker uses (``freeze_for_cpu(runtime=runtime)``: ONNX Runtime or
+    frozen TorchScript, when the model has it, else None), features without square padding (eager),
+    per person with refinement, per person affinity only, then the tracker's path or None: (features, per person refined) without square
     padding through that runtime, as ``CorrPropagator`` runs them). Per person = one
     ``propagate`` of ``people`` people (affinity maps, refinement incl. its per-pair term, decoding) /
     ``people``: the tracker's unit."""
@@ -550,7 +550,7 @@ def main() -> None:
                     help="set (c): first frames per source (each gives one pair per gap)")
     ap.add_argument("--speed-sizes", default="512,384,320", help="input sizes (longer side) for the speed table")
     ap.add_argument("--speed-threads", default="1,2", help="thread counts for the speed table")
-    ap.add_argument("--cpu-runtime", choices=("onnx", "torchscript"), default="onnx",
+    ap.add_argument("--cpu-runtime", choices=RUNTIMES, default="onnx",
                     help="the tracker's CPU runtime for the frozen columns (RunConfig.cpu_runtime)")
     ap.add_argument("--speed-pck", action="store_true",
                     help="also score set (b) (trained model, with and without refinement) at each speed input size")
