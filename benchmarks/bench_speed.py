@@ -80,7 +80,11 @@ def section(report, plot: Path) -> str:
            "times are inflated; the CPU ms column much less so.**" if busy else ""),
         "* Inputs: `synthetic, N people` = `corrtrack data synth -p crowd --people N --depth 4.5-13` (one sequence, "
         "look-alikes above the source's distinct people) on the vtest.avi background at 768×576: people wander "
-        "between random points and stay in view; vtest.avi at its native 768×576. Pipeline defaults: NanoDet "
+        "between random points and stay in view; vtest.avi at its native 768×576"
+        + ("; `vtest.avi, --detect-every N`: the same with the detector on every N-th frame only "
+           "(`TrackerConfig.detect_every`; in between, the people of the previous frame are followed by "
+           "correspondences and their poses re-estimated)" if any(", --detect-every" in r.input for r in real)
+           else "") + ". Pipeline defaults: NanoDet "
         f"(auto input 416 here, default thresholds), MoveNet auto ({'thunder on a GPU' if gpu else 'lightning on a CPU'}), correspondence similarity with recovery and "
         f"refinement, keep-alive {keep_alive}{tentative}{runtime}.",
         "* Stages, ms per frame: detect; pose (MoveNet on every box, recovery re-estimates included); "
@@ -88,7 +92,7 @@ def section(report, plot: Path) -> str:
         "track, refinement included); association (similarities, greedy matching, duplicate removal); io (decoding "
         "the video, spooling, writing the PoseTrack / COCO / CSV files); other (the rest of the wall time: OKS-NMS, "
         "bookkeeping). They add up to `total ms`, the end-to-end wall time per frame; FPS = 1000 / total. "
-        "detected/frame = boxes the detector passed to the pose network per frame (its low-score "
+        "detected/frame = boxes the detector passed to the pose network, per frame tracked (its low-score "
         "candidates included, which the pose step keeps only where it finds a confident person); propagated/frame = track poses the "
         "correspondence network moved to each frame (every live track, kept-alive ones included). tracking % = (correspondence + association) / "
         "total. CPU ms = CPU time of the process (all threads) per frame: it hardly grows when other jobs share the "
@@ -172,6 +176,8 @@ def main() -> None:
     ap.add_argument("--video", default=None, help="the real video (default: the shared vtest.avi)")
     ap.add_argument("--cpu-runtime", choices=("onnx", "torchscript"), default="onnx",
                     help="how the correspondence network runs on a CPU (RunConfig.cpu_runtime)")
+    ap.add_argument("--detect-every", default="2,3",
+                    help="also time the video with the detector on every n-th frame only, for each n ('' for none)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--plot", type=Path, default=PLOT)
     ap.add_argument("--no-write", action="store_true", help="only print; leave BENCHMARKS.md and the plot alone")
@@ -194,7 +200,8 @@ def main() -> None:
     else:
         config = BenchConfig(frames=args.frames, people=parse_counts(args.people), quality=False, seed=args.seed,
                              device=args.device, threads=args.threads, video=args.video,
-                             cpu_runtime=args.cpu_runtime)
+                             cpu_runtime=args.cpu_runtime, detect_every=parse_counts(args.detect_every,
+                                                                                       "--detect-every"))
         t0 = time.perf_counter()
         report = run_bench(config, progress=sys.stderr.isatty(), log=lambda m: print(m, flush=True))
         report.environment["seconds"] = time.perf_counter() - t0

@@ -34,7 +34,10 @@ joints, whichever is larger; ``TrackerConfig.corr_oks``), ``oks``, ``iou``,
 (ImageNet MobileNetV2 crop embeddings); ablation - ``corr-eq6`` (the paper's
 eq. 6 alone), ``corr-noref`` (Siamese softmax maps instead of the
 refined ones), ``corr-nodup`` (no duplicate removal), ``corr+rec`` (recovery of
-missed people, paper 5.1), ``corr+merge`` and ``corr+rec+merge`` (eq. 8).
+missed people, paper 5.1), ``corr+merge`` and ``corr+rec+merge`` (eq. 8);
+speed option - ``corr+every2``, ``corr+every3`` (``TrackerConfig.detect_every``:
+the detections of every 2nd / 3rd frame only, people followed by
+correspondences and re-estimated poses in between).
 
 ``--set key=value`` changes a TrackerConfig field for every method (dotted
 for nested configs: ``--set recovery.min_pose_score=0.3``), for tuning.
@@ -69,7 +72,8 @@ from corrtrack.synth.config import PRESETS as _SYNTH_PRESETS  # noqa: E402
 PRESETS = tuple(_SYNTH_PRESETS)
 TABLE2 = ("corr", "oks", "iou", "flow", "reid")
 ABLATION = ("corr-eq6", "corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
-ALL_METHODS = TABLE2 + ABLATION
+INTERVAL = ("corr+every2", "corr+every3")  # detector on every 2nd / 3rd frame only (the speed option)
+ALL_METHODS = TABLE2 + ABLATION + INTERVAL
 COLUMNS = ("MOTA", "IDSW", "mAP", "IDF1", "HOTA", "AssA", "Prec", "Rec")
 FEATURE_FRAMES = 400  # correspondence features kept per sequence (~2 MB a frame): the synth presets have <= 200
 
@@ -93,6 +97,8 @@ def method_config(name: str, sets: dict[str, object]):
         cfg = replace(cfg, merge=True)
     if name.endswith("-eq6"):
         cfg = replace(cfg, corr_oks=False)
+    if "+every" in name:  # corr+everyN: detect every N-th frame, follow people in between
+        cfg = replace(cfg, detect_every=int(name.rpartition("+every")[2]))
     return cfg
 
 
@@ -417,10 +423,12 @@ class Models:
 # -- tracking ---------------------------------------------------------------------------
 
 def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
-    uses_corr = cfg.similarity == "corr" or cfg.recovery.enabled or cfg.merge
+    uses_corr = cfg.needs_correspondence or cfg.merge
     # The resolved threshold and keep-alive too: the config holds None for "the similarity's
     # default", so a changed default would otherwise reuse runs made with the old one.
-    tag = (f"{cfg!r}|{cfg.match_threshold}|{cfg.max_age}|{detection_tag()}|"
+    # detect_every (the last field) came later: at its default, runs made before keep their folder.
+    config = repr(cfg).replace(", detect_every=1)", ")")
+    tag = (f"{config}|{cfg.match_threshold}|{cfg.max_age}|{detection_tag()}|"
            f"{models.weights_tag if uses_corr else ''}")
     return suite_dir / "runs" / f"{name}-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"
 
@@ -484,7 +492,7 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
                                             cache / models.weights_tag / f"{name}.{'refined' if refined else 'softmax'}.pkl")
             return stores[refined]
 
-        if any(cfg.similarity == "corr" or cfg.recovery.enabled or cfg.merge for cfg in todo.values()):
+        if any(cfg.needs_correspondence or cfg.merge for cfg in todo.values()):
             models.corr().reset()  # its features are keyed by frame index
             models.corr().cache_size = max(min(len(dets) + 2, FEATURE_FRAMES),
                                            max(cfg.max_age for cfg in todo.values()) + 2)
@@ -492,9 +500,8 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
         emb = RowCache(models.embedder, cache / f"{name}.reid.pkl")
         trackers = {}
         for cfg in online:
-            needs = cfg.similarity == "corr" or cfg.recovery.enabled
-            trackers[cfg] = Tracker(cfg, correspond=store(cfg.use_refinement) if needs else None,
-                                    estimate=est if cfg.recovery.enabled else None,
+            trackers[cfg] = Tracker(cfg, correspond=store(cfg.use_refinement) if cfg.needs_correspondence else None,
+                                    estimate=est if cfg.needs_estimator else None,
                                     embed=emb if cfg.similarity == "reid" else None)
         seq = InputSequence(name, video, "video")
         tracked = {cfg: [] for cfg in online}
@@ -502,7 +509,8 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
         for info, image in tqdm(seq.frames(), total=len(dets), desc=name, disable=not progress, leave=False):
             est.frame = emb.frame = info.index
             for cfg, tr in trackers.items():
-                tracked[cfg].append((info, tr.step(info.index, dets[info.index], image)))
+                cand = dets[info.index] if tr.wants_detections(info.index) else None
+                tracked[cfg].append((info, tr.step(info.index, cand, image)))
         for cfg, ms in online.items():
             for m in ms:
                 write_tracked(seq, tracked[cfg], dirs[m], RunConfig(tracker=todo[m], progress=False),
@@ -684,7 +692,10 @@ def section(results, info, args, models: Models, load, sets) -> str:
         "`TrackerConfig.corr_oks`), `oks`, `iou`, `flow` (DIS optical flow + OKS), `reid` (ImageNet "
         "MobileNetV2 crop embeddings); ablation = `corr-eq6` (the paper's eq. 6 alone), `corr-noref` (Siamese "
         "softmax maps, no refinement), "
-        "`corr-nodup` (no duplicate removal), `corr+rec` (recovery of missed people), `+merge` (eq. 8).",
+        "`corr-nodup` (no duplicate removal), `corr+rec` (recovery of missed people), `+merge` (eq. 8); "
+        "speed option = `corr+every2`, `corr+every3` (`--detect-every 2 / 3`: the detections of every 2nd / 3rd "
+        "frame only; in between, the people of the previous frame are followed by correspondences and their "
+        "poses re-estimated).",
     ]
     lines += headline(results)
     for g, rows in results.items():

@@ -10,16 +10,16 @@ from corrtrack.cli.track import CpuRuntime
 from corrtrack.errors import CorrtrackError
 
 
-def parse_counts(text: str | None) -> tuple[int, ...]:
+def parse_counts(text: str | None, option: str = "--people") -> tuple[int, ...]:
     """"1,6,24" -> (1, 6, 24)."""
     if not text:
         return ()
     try:
         counts = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise CorrtrackError(f"--people: expected comma-separated counts like 1,6,24, got {text!r}") from None
+        raise CorrtrackError(f"{option}: expected comma-separated counts like 1,6,24, got {text!r}") from None
     if not counts or min(counts) < 1:
-        raise CorrtrackError(f"--people: counts must be >= 1, got {text!r}")
+        raise CorrtrackError(f"{option}: counts must be >= 1, got {text!r}")
     return counts
 
 
@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
         cpu_runtime: CpuRuntime = typer.Option(CpuRuntime.onnx, "--cpu-runtime",
                                                help="How the correspondence network runs on a CPU."),
+        detect_every: Optional[str] = typer.Option(None, "--detect-every",
+                                                   help="Also time the video with the detector on every n-th "
+                                                   "frame only, for each n given, e.g. 2,3."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
     ) -> None:
@@ -57,7 +60,8 @@ def register(app: typer.Typer) -> None:
             raise CorrtrackError(f"{json_path}: is a folder; --json takes a file path")
         config = BenchConfig(frames=frames, video=str(video) if video else None, people=parse_counts(people),
                              quality=quality, quality_frames=quality_frames, quality_sequences=quality_sequences,
-                             seed=seed, device=device, threads=threads, cpu_runtime=cpu_runtime.value)
+                             seed=seed, device=device, threads=threads, cpu_runtime=cpu_runtime.value,
+                             detect_every=parse_counts(detect_every, "--detect-every"))
 
         def log(msg: str) -> None:
             if not quiet:

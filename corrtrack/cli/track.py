@@ -78,6 +78,10 @@ def register(app: typer.Typer) -> None:
         recency_penalty: float = typer.Option(TrackerConfig.recency_penalty, "--recency-penalty", min=0.0,
                                               help="Matching order: score minus this per frame a track has "
                                               "not been matched (0: score alone)."),
+        detect_every: int = typer.Option(TrackerConfig.detect_every, "--detect-every", min=1,
+                                         help="Detect people on every n-th frame only and follow them by "
+                                         "correspondences in between (faster; new people are found at the "
+                                         "next detection frame)."),
         joint_threshold: float = typer.Option(TrackerConfig.output_joint_thresh, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
         pose_model: str = typer.Option("auto", "--pose-model",
@@ -125,7 +129,8 @@ def register(app: typer.Typer) -> None:
             tentative_keep_alive=tentative_keep_alive,
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
-            use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty)
+            use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
+            detect_every=detect_every)
         config = RunConfig(tracker=tracker, pose=pose_config(pose_model), render=render, start=start,
                            end=end, device=device, progress=not quiet,
                            corr_weights=str(corr_weights) if corr_weights else None,

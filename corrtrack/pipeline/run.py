@@ -230,7 +230,7 @@ def build_parts(config: RunConfig) -> Parts:
     detect = Detector(config.detector or DetectorConfig(), device=config.device)
     estimate = TopDownPoseEstimator(config.pose or PoseConfig(), device=config.device)
     correspond = None
-    if tc.similarity == "corr" or tc.recovery.enabled or tc.merge:
+    if tc.needs_correspondence or tc.merge:
         correspond = CorrPropagator.load(config.corr_weights, config.device, runtime=config.cpu_runtime,
                                          use_refinement=tc.use_refinement, joint_thresh=tc.joint_thresh,
                                          cache_size=tc.max_age + 2)
@@ -409,7 +409,7 @@ def track_sequence(seq: InputSequence, out_dir: str | os.PathLike, config: RunCo
     t_start = time.perf_counter()
     parts = parts or build_parts(config)
     tc = config.tracker
-    tracker = Tracker(tc, correspond=parts.correspond if (tc.similarity == "corr" or tc.recovery.enabled) else None,
+    tracker = Tracker(tc, correspond=parts.correspond if tc.needs_correspondence else None,
                       estimate=parts.estimate, embed=parts.embed)
     if hasattr(parts.correspond, "reset"):
         parts.correspond.reset()  # its feature cache is keyed by frame index
@@ -438,10 +438,12 @@ def track_sequence(seq: InputSequence, out_dir: str | os.PathLike, config: RunCo
                         spool.add(info, Poses.empty("coco17"))
                     bar.update(1)
                     continue
-                with timer("detect"):
-                    boxes = parts.detect(image)
-                with timer("pose"):
-                    poses = parts.estimate(image, boxes)
+                poses = None  # not detected: the tracker follows the people of the last frame
+                if tracker.wants_detections(info.index):
+                    with timer("detect"):
+                        boxes = parts.detect(image)
+                    with timer("pose"):
+                        poses = parts.estimate(image, boxes)
                 tracked = tracker.step(info.index, poses, image)
                 with timer("io"):
                     spool.add(info, tracked)
@@ -696,7 +698,7 @@ _PARTS_CACHE: dict = {}  # per worker process: its models, built on first use
 
 def _worker_parts(config: RunConfig, parts_factory: PartsFactory | None = None) -> Parts:
     factory = parts_factory or build_parts
-    key = (config.tracker.similarity, config.tracker.recovery.enabled, config.tracker.merge,
+    key = (config.tracker.similarity, config.tracker.needs_correspondence, config.tracker.merge,
            config.tracker.use_refinement, repr(config.detector), repr(config.pose), config.device,
            config.corr_weights, factory)
     if key not in _PARTS_CACHE:

@@ -16,6 +16,10 @@ Per frame t, :meth:`Tracker.step` takes the detected poses of t and
    the others 25), so a person who
    re-appears gets the old id back.
 
+With ``detect_every`` n > 1 only every n-th frame is detected; on the frames
+in between ``step`` gets no candidates and step 2 alone follows the people of
+t-1 (``wants_detections`` says which frames to detect).
+
 Joint thresholding of what is written, dropping short tracks and merging
 (:func:`merge_tracks`, eq. 8) happen once the sequence is complete
 (:func:`track_frame_counts`, :func:`finalize_frame`).
@@ -150,12 +154,31 @@ class TrackerConfig:
     # that person in turns (an ID switch each frame). OKS compares with the last pose, which
     # favours the fresher track by itself. (DeepSORT's matching cascade, softened.)
     recency_penalty: float = 0.03
+    # Run the detector on every n-th frame only (1: every frame, the paper). In between, each person
+    # tracked in the previous frame is followed the way recovery follows a missed person: pose
+    # propagated by the correspondences, re-estimated in a box around it. Detection and the pose
+    # network's calls on low-score candidates are most of a frame's time on a CPU; new people are
+    # picked up at the next detection frame. (MediaPipe's pose tracking and DeepStream's detector
+    # `interval` make the same trade.) Detection also runs whenever nobody can be followed.
+    detect_every: int = 1
 
     def __post_init__(self) -> None:
         if self.similarity not in DEFAULT_THRESHOLDS:
             raise ValueError(f"unknown similarity {self.similarity!r}; known: {', '.join(DEFAULT_THRESHOLDS)}")
         if self.tentative_keep_alive < 0:
             raise ValueError(f"tentative_keep_alive must be >= 0, got {self.tentative_keep_alive}")
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+
+    @property
+    def needs_correspondence(self) -> bool:
+        """Whether the tracker needs a correspondence propagator (corr similarity, recovery, following)."""
+        return self.similarity == "corr" or self.needs_estimator
+
+    @property
+    def needs_estimator(self) -> bool:
+        """Whether the tracker itself estimates poses (recovery, following between detection frames)."""
+        return self.recovery.enabled or self.detect_every > 1
 
     @property
     def match_threshold(self) -> float:
@@ -241,7 +264,7 @@ class _Track:
     pose: Poses  # the last matched pose (one person)
     frame: int  # index of the frame it was matched in
     hits: int = 1
-    recovered_run: int = 0  # consecutive matches on recovered poses
+    recovered_run: int = 0  # consecutive detection frames matched on recovered poses
     embedding: np.ndarray | None = None
 
 
@@ -273,8 +296,9 @@ class Tracker:
         cfg = self.config
         if cfg.similarity == "corr" and self.correspond is None:
             raise ValueError("the corr similarity needs a correspondence propagator")
-        if cfg.recovery.enabled and (self.correspond is None or self.estimate is None):
-            raise ValueError("recovery needs a correspondence propagator and a pose estimator")
+        if cfg.needs_estimator and (self.correspond is None or self.estimate is None):
+            what = "recovery" if cfg.recovery.enabled else f"detect_every={cfg.detect_every}"
+            raise ValueError(f"{what} needs a correspondence propagator and a pose estimator")
         if cfg.similarity == "reid" and self.embed is None:
             raise ValueError("the reid similarity needs an embedder")
         if cfg.similarity == "flow" and self.flow is None:
@@ -283,10 +307,24 @@ class Tracker:
         self._tracks: dict[int, _Track] = {}
         self._images: dict[int, np.ndarray] = {}
         self._next_id = 0
+        self._layout = "coco17"  # of the last candidates; a frame without detections has none
+        self._since_detection: int | None = None  # frames stepped since the last one with detections
 
     @property
     def live_track_ids(self) -> list[int]:
         return sorted(self._tracks)
+
+    def wants_detections(self, index: int) -> bool:
+        """Whether frame ``index`` needs detected poses (``detect_every``); if not, ``step(index, None, image)``.
+
+        True on every ``detect_every``-th frame, and whenever no person of frame index - 1 can be
+        followed (nobody tracked there, or only people already followed on recovered poses alone
+        for ``recovery.max_consecutive`` detection frames).
+        """
+        if self._since_detection is None or self._since_detection + 1 >= self.config.detect_every:
+            return True
+        cap = self.config.recovery.max_consecutive
+        return not any(t.frame == index - 1 and t.recovered_run < cap for t in self._tracks.values())
 
     def _timed(self, stage: str, fn: Callable, *args):
         t0 = time.perf_counter()
@@ -295,12 +333,24 @@ class Tracker:
         finally:
             self.timings[stage] += time.perf_counter() - t0
 
-    def step(self, index: int, candidates: Poses, image: np.ndarray | None = None) -> Poses:
-        """Track the poses of frame ``index``; returns the kept poses with their track ids."""
+    def step(self, index: int, candidates: Poses | None, image: np.ndarray | None = None) -> Poses:
+        """Track the poses of frame ``index``; returns the kept poses with their track ids.
+
+        ``candidates`` None: the frame was not detected (``wants_detections``); the people of
+        frame index - 1 are followed by recovery alone.
+        """
         cfg = self.config
-        needs_image = cfg.similarity in ("corr", "flow", "reid") or cfg.recovery.enabled
+        detected = candidates is not None
+        if not detected and (self.correspond is None or self.estimate is None):
+            raise ValueError("a frame without detections needs a correspondence propagator and a pose estimator")
+        needs_image = cfg.similarity in ("corr", "flow", "reid") or cfg.recovery.enabled or not detected
         if needs_image and image is None:
             raise ValueError(f"the {cfg.similarity} tracker (recovery {cfg.recovery.enabled}) needs the frame image")
+        if detected:
+            self._layout, self._since_detection = candidates.layout, 0
+        else:
+            candidates = Poses.empty(self._layout)
+            self._since_detection = (self._since_detection or 0) + 1
         # Forget tracks whose person has been gone longer than keep_alive (tentative ones sooner).
         self._tracks = {i: t for i, t in self._tracks.items() if index - t.frame <= cfg.track_max_age(t.hits)}
         if image is not None:
@@ -310,6 +360,11 @@ class Tracker:
         groups: dict[int, list[int]] = defaultdict(list)  # last-seen frame -> rows of `live`
         for row, tr in enumerate(live):
             groups[tr.frame].append(row)
+        if not detected:
+            # The only candidates will be the followed people of t-1: a track kept alive has nobody of
+            # its own to find, so it is neither propagated (time) nor scored (it could only take a
+            # followed person's pose, an ID switch).
+            groups = {index - 1: groups[index - 1]} if index - 1 in groups else {}
         group_poses = {src: Poses.concat([live[r].pose for r in rows]) for src, rows in groups.items()}
 
         moved: dict[int, tuple[Poses, Any]] = {}
@@ -320,7 +375,7 @@ class Tracker:
                 m, maps = self._timed(stage, mover, src, self._images[src], index, image, poses)
                 moved[src] = (carry_boxes(poses, propagation_confidence(m, maps)), maps)
 
-        if cfg.recovery.enabled and index - 1 in groups:
+        if (cfg.recovery.enabled or not detected) and index - 1 in groups:
             candidates = self._recover(index, image, live, groups, group_poses, moved, candidates)
         candidates = candidates[np.sort(oks_nms(candidates, cfg.nms.joint_thresh, cfg.nms.oks_thresh,
                                                 prefer_detected=True))]
@@ -362,7 +417,8 @@ class Tracker:
         for r, c in matches:
             tr = live[r]
             tr.pose, tr.frame, tr.hits = candidates[c], index, tr.hits + 1
-            tr.recovered_run = tr.recovered_run + 1 if candidates.origin[c] == RECOVERED else 0
+            if detected:  # counts detection frames: following between them is no missed detection
+                tr.recovered_run = tr.recovered_run + 1 if candidates.origin[c] == RECOVERED else 0
             if cand_emb is not None:
                 tr.embedding = cand_emb[c]
             ids[c] = tr.id

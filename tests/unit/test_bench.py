@@ -116,6 +116,8 @@ def test_parse_counts():
     for bad in ("a", "0,2", ","):
         with pytest.raises(CorrtrackError, match="--people"):
             parse_counts(bad)
+    with pytest.raises(CorrtrackError, match="--detect-every"):
+        parse_counts("2,x", "--detect-every")
 
 
 def test_peak_rss_sees_an_allocation():
@@ -188,7 +190,7 @@ def test_config_validation():
 
     BenchConfig().validate()
     for bad in (BenchConfig(frames=1), BenchConfig(people=(3, 0)), BenchConfig(quality_frames=2),
-                BenchConfig(similarities=()), BenchConfig(threads=0)):
+                BenchConfig(similarities=()), BenchConfig(threads=0), BenchConfig(detect_every=(2, 1))):
         with pytest.raises(CorrtrackError, match="bench:"):
             bad.validate()
 

@@ -185,6 +185,54 @@ def test_a_bad_video_in_a_folder_does_not_stop_the_batch(cli, tmp_path):
     assert len(_posetrack(out, "a")) == 4
 
 
+def test_detect_every_runs_the_detector_on_every_nth_frame_and_follows_people_between(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from corrtrack.cli import app
+    from corrtrack.pipeline import run as run_mod
+    from corrtrack.pipeline.run import Parts
+
+    detected = []
+
+    def detect(image):
+        detected.append(image)
+        return blob_detect(image)
+
+    def estimate(image, boxes):
+        """Detected poses pass through; in a box (following) the blob pose inside it."""
+        if isinstance(boxes, Poses):
+            return boxes
+        blobs = blob_detect(image)
+        centres = blobs.keypoints[:, 11:13, :2].mean(1)
+        out = []
+        for b in boxes:
+            inside = [i for i, (x, y) in enumerate(centres) if b[0] <= x <= b[2] and b[1] <= y <= b[3]]
+            out.append(blobs[inside[:1]] if inside else Poses(np.zeros((1, 17, 3)), "coco17"))
+        return Poses.concat(out, layout="coco17")
+
+    def follow(src, src_image, dst, dst_image, poses):
+        """A blob-matching stand-in for the correspondences: each pose moves with its nearest blob."""
+        a, b = blob_detect(src_image), blob_detect(dst_image)
+        ca, cb = a.keypoints[:, 11:13, :2].mean(1), b.keypoints[:, 11:13, :2].mean(1)
+        kp = poses.keypoints.copy()
+        for i, c in enumerate(kp[:, 11:13, :2].mean(1)):
+            j = np.argmin(np.hypot(*(ca - c).T))
+            kp[i, :, :2] += cb[np.argmin(np.hypot(*(cb - ca[j]).T))] - ca[j]
+        return poses.replace(keypoints=kp), None
+
+    monkeypatch.setattr(run_mod, "build_parts", lambda config: Parts(detect, estimate, correspond=follow))
+    video = walkers_avi(tmp_path / "w.avi", 12)
+    res = CliRunner().invoke(app, ["track", str(video), "-o", str(tmp_path / "out"), *FAKE_ARGS,
+                                   "--detect-every", "3"])
+    assert res.exit_code == 0, res.output
+    assert len(detected) == 4  # frames 0, 3, 6, 9
+    seq = _posetrack(tmp_path / "out", "w")
+    assert [len(p) for p in seq.poses] == [2] * 12
+    assert all(sorted(p.track_ids.tolist()) == [0, 1] for p in seq.poses)
+    left = [p.track_ids[np.argmin(p.keypoints[:, 11, 0])] for p in seq.poses]
+    assert len(set(left)) == 1  # the left walker keeps one id
+
+
 def _track_many_args(cli, tmp_path, monkeypatch, *args) -> dict:
     """What `corrtrack track a.avi ARGS` hands to track_many (which is not run)."""
     from corrtrack.pipeline import run as run_mod

@@ -101,12 +101,19 @@ class World:
         return Poses.concat(out, layout="coco17")
 
 
-def run(world: World, tracker: Tracker, frames, missing=None) -> dict[int, dict[int, int]]:
-    """gt id -> {frame: track id} for every written pose (matched to GT by position)."""
+def run(world: World, tracker: Tracker, frames, missing=None, detected: list | None = None) -> dict[int, dict[int, int]]:
+    """gt id -> {frame: track id} for every written pose (matched to GT by position).
+
+    Frames are detected where the tracker wants it (``detect_every``); ``detected`` collects them.
+    """
     seen: dict[int, dict[int, int]] = defaultdict(dict)
     for f in frames:
         world.frame = f
-        det, _ = world.detections(f, (missing or {}).get(f, ()))
+        det = None
+        if tracker.wants_detections(f):
+            det, _ = world.detections(f, (missing or {}).get(f, ()))
+            if detected is not None:
+                detected.append(f)
         out = tracker.step(f, det, IMAGE)
         for i in range(len(out)):
             g = world._nearest(f, out.keypoints[i, 11:13, :2].mean(0))
@@ -201,6 +208,68 @@ def test_recovery_is_capped_by_max_consecutive():
     cfg = TrackerConfig(similarity="oks", recovery=RecoveryConfig(max_consecutive=3))
     seen = run(world, Tracker(cfg, correspond=world.correspond, estimate=world.estimate), range(10), missing)
     assert sorted(seen[0]) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("similarity", ["oks", "corr"])
+def test_detect_every_follows_people_between_detection_frames(similarity):
+    # Person 0 walks through; person 1 enters at frame 4 (found at the next detection frame, 6),
+    # person 2 leaves after frame 7 (followed until then, never drawn where nobody is).
+    pos = {f: {0: (50 + 8 * f, 200)} | ({1: (400, 100 + 3 * f)} if f >= 4 else {})
+           | ({2: (550, 300)} if f <= 7 else {}) for f in range(12)}
+    world = World(pos)
+    detected: list[int] = []
+    cfg = TrackerConfig(similarity=similarity, detect_every=3, recovery=NO_RECOVERY)
+    correspond = world.correspond_maps if similarity == "corr" else world.correspond
+    seen = run(world, Tracker(cfg, correspond=correspond, estimate=world.estimate), range(12), detected=detected)
+    assert detected == [0, 3, 6, 9]
+    assert sorted(seen[0]) == list(range(12)) and len(set(seen[0].values())) == 1
+    assert sorted(seen[1]) == [6, 7, 8, 9, 10, 11] and len(set(seen[1].values())) == 1
+    assert sorted(seen[2]) == list(range(8)) and len(set(seen[2].values())) == 1
+    assert len({*seen[0].values(), *seen[1].values(), *seen[2].values()}) == 3
+
+
+def test_detect_every_leaves_kept_alive_tracks_alone_between_detection_frames():
+    # Person 0 is hidden in frames 4-7 (kept alive); person 1 is followed. Without detections only
+    # person 1's track is propagated; person 0 gets the old id back at the next detection frame.
+    world = World({f: ({0: (100, 200)} if not 4 <= f <= 7 else {}) | {1: (400, 200 + 2 * f)} for f in range(12)})
+    calls = []
+
+    def correspond(src, src_image, dst, dst_image, poses):
+        calls.append((src, dst, len(poses)))
+        return world.correspond_maps(src, src_image, dst, dst_image, poses)
+
+    detected: list[int] = []
+    cfg = TrackerConfig(similarity="corr", detect_every=3, recovery=NO_RECOVERY)
+    seen = run(world, Tracker(cfg, correspond=correspond, estimate=world.estimate), range(12), detected=detected)
+    assert detected == [0, 3, 6, 9]
+    skipped = [c for c in calls if c[1] not in detected]
+    assert skipped and all(src == dst - 1 for src, dst, _ in skipped)
+    assert all(n == 1 for _, dst, n in skipped if 5 <= dst <= 8)  # person 0 was last seen at 3
+    assert (3, 6, 1) in calls  # kept-alive person 0 looked for at the detection frame
+    assert sorted(seen[0]) == [0, 1, 2, 3, 9, 10, 11] and len(set(seen[0].values())) == 1
+    assert sorted(seen[1]) == list(range(12)) and len(set(seen[1].values())) == 1
+
+
+def test_detect_every_detects_whenever_nobody_can_be_followed():
+    # Nobody until frame 2, then one person: detection on every frame until she is found.
+    world = World({f: ({0: (100 + 5 * f, 200)} if f >= 2 else {}) for f in range(9)})
+    detected: list[int] = []
+    cfg = TrackerConfig(similarity="oks", detect_every=4, recovery=NO_RECOVERY)
+    seen = run(world, Tracker(cfg, correspond=world.correspond, estimate=world.estimate), range(9),
+               detected=detected)
+    assert detected == [0, 1, 2, 6]
+    assert sorted(seen[0]) == list(range(2, 9)) and len(set(seen[0].values())) == 1
+
+
+def test_detect_every_needs_the_networks_and_a_positive_interval():
+    with pytest.raises(ValueError, match="detect_every"):
+        TrackerConfig(detect_every=0)
+    with pytest.raises(ValueError, match="detect_every"):
+        Tracker(TrackerConfig(similarity="oks", detect_every=2, recovery=NO_RECOVERY))
+    tracker = Tracker(TrackerConfig(similarity="oks", recovery=NO_RECOVERY))
+    assert tracker.wants_detections(0)
+    with pytest.raises(ValueError, match="without detections"):
+        tracker.step(0, None, IMAGE)
 
 
 def test_recover_missed_only_where_no_detection_explains_the_person():
