@@ -44,6 +44,7 @@ from corrtrack.pipeline.tracker import (
     finalize_frame,
     merge_candidates,
     merge_tracks,
+    output_view,
 )
 from corrtrack.structures import FrameInfo, Poses, PoseSequence
 
@@ -238,6 +239,66 @@ def build_parts(config: RunConfig) -> Parts:
     return Parts(detect, estimate, correspond, embed)
 
 
+class PoseTracker:
+    """Online pose tracking in Python, one frame at a time: ``corrtrack track`` without the files.
+
+    ::
+
+        tracker = PoseTracker()              # the defaults of `corrtrack track`; builds the networks once
+        for image in frames:                 # RGB uint8 (H, W, 3), in order
+            people = tracker(image)          # Poses: boxes, keypoints (x, y, score), track_ids
+
+    A call returns the frame's people as tracked online: joints below the output threshold
+    removed, as ``corrtrack track`` writes them. What only the end of a sequence can decide
+    is not applied: ``track`` also drops tracks shorter than ``min_track_length`` frames
+    (the first frames of a track are returned before anyone knows whether it will last),
+    numbers the tracks it keeps 0, 1, ... (online ids can skip numbers) and merges tracks
+    with ``merge``. ``reset()`` starts a new sequence (ids start again at 0).
+    ``step(index, image)`` is the same with explicit frame indices (gaps allowed) and
+    returns every tracked pose untouched. ``timings`` adds up seconds per stage.
+    """
+
+    def __init__(self, config: RunConfig | None = None, parts: Parts | None = None):
+        self.config = config or RunConfig()
+        self.parts = parts or build_parts(self.config)
+        self.reset()
+
+    def reset(self) -> None:
+        tc = self.config.tracker
+        self.tracker = Tracker(tc, correspond=self.parts.correspond if tc.needs_correspondence else None,
+                               estimate=self.parts.estimate, embed=self.parts.embed)
+        if hasattr(self.parts.correspond, "reset"):
+            self.parts.correspond.reset()  # its feature cache is keyed by frame index
+        self._next = 0
+        self._timings: dict[str, float] = defaultdict(float)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per stage so far: detect, pose, and the tracker's (correspondence, association, ...)."""
+        out = defaultdict(float, self._timings)
+        for stage, sec in self.tracker.timings.items():
+            out[stage] += sec
+        return dict(out)
+
+    def step(self, index: int, image: np.ndarray) -> Poses:
+        """Track frame ``index`` (RGB uint8): every tracked pose, unthresholded, with its track id."""
+        poses = None  # not detected: the tracker follows the people of the last frame (detect_every)
+        if self.tracker.wants_detections(index):
+            t0 = time.perf_counter()
+            boxes = self.parts.detect(image)
+            t1 = time.perf_counter()
+            poses = self.parts.estimate(image, boxes)
+            self._timings["detect"] += t1 - t0
+            self._timings["pose"] += time.perf_counter() - t1
+        self._next = index + 1
+        return self.tracker.step(index, poses, image)
+
+    def __call__(self, image: np.ndarray) -> Poses:
+        from corrtrack.pipeline.detector import as_rgb_uint8
+
+        return output_view(self.step(self._next, as_rgb_uint8(image)), self.config.tracker)
+
+
 class CorrPropagator:
     """The correspondence network as the tracker's ``Propagator``.
 
@@ -407,12 +468,8 @@ def track_sequence(seq: InputSequence, out_dir: str | os.PathLike, config: RunCo
 
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
-    parts = parts or build_parts(config)
-    tc = config.tracker
-    tracker = Tracker(tc, correspond=parts.correspond if tc.needs_correspondence else None,
-                      estimate=parts.estimate, embed=parts.embed)
-    if hasattr(parts.correspond, "reset"):
-        parts.correspond.reset()  # its feature cache is keyed by frame index
+    tracker = PoseTracker(config, parts)
+    parts = tracker.parts
     timer = _Timer()
     spool = _Spool(out_dir / "summary")
     interrupted = False
@@ -438,13 +495,7 @@ def track_sequence(seq: InputSequence, out_dir: str | os.PathLike, config: RunCo
                         spool.add(info, Poses.empty("coco17"))
                     bar.update(1)
                     continue
-                poses = None  # not detected: the tracker follows the people of the last frame
-                if tracker.wants_detections(info.index):
-                    with timer("detect"):
-                        boxes = parts.detect(image)
-                    with timer("pose"):
-                        poses = parts.estimate(image, boxes)
-                tracked = tracker.step(info.index, poses, image)
+                tracked = tracker.step(info.index, image)
                 with timer("io"):
                     spool.add(info, tracked)
                 bar.update(1)

@@ -481,11 +481,16 @@ def final_id_map(counts: Counter, config: TrackerConfig, order: Sequence[int] | 
     return {old: new for new, old in enumerate(kept)}
 
 
-def finalize_frame(poses: Poses, id_map: dict[int, int], config: TrackerConfig) -> Poses:
-    """What is written for one frame: joints >= the output threshold, kept tracks, renumbered ids."""
+def output_view(poses: Poses, config: TrackerConfig) -> Poses:
+    """Joints >= the output threshold; people left with fewer than ``min_keypoints`` dropped."""
     out = poses.threshold_joints(config.output_joint_thresh)
-    known = np.array([int(t) in id_map for t in out.track_ids], bool).reshape(len(out))
-    out = out[(out.num_visible(0.0) >= config.min_keypoints) & known]
+    return out[out.num_visible(0.0) >= config.min_keypoints]
+
+
+def finalize_frame(poses: Poses, id_map: dict[int, int], config: TrackerConfig) -> Poses:
+    """What is written for one frame: ``output_view``, kept tracks only, renumbered ids."""
+    out = output_view(poses, config)
+    out = out[np.array([int(t) in id_map for t in out.track_ids], bool).reshape(len(out))]
     return out.replace(track_ids=np.array([id_map[int(t)] for t in out.track_ids], np.int64))
 
 

@@ -141,3 +141,21 @@ def test_correspondence_tracker_keeps_every_id(vtest, parts, tmp_path):
         assert -1 not in got and len(set(got)) == 1, f"{person}: ids {got}"
     assert len({v[0] for v in ids.values()}) == 5
     assert 5 <= res.tracks <= 6, f"{res.tracks} tracks for 5 people: {seq.track_ids()}"
+
+
+def test_python_api_tracks_online_as_track_does(vtest, parts):
+    """`PoseTracker`, frame by frame: every person keeps one id at every checkpoint, as in the file."""
+    from types import SimpleNamespace
+
+    from corrtrack import PoseTracker, RunConfig
+
+    if parts.correspond is None:
+        pytest.skip("no trained correspondence model (corrtrack/weights/corrnet_mobilenetv2.pt)")
+    tracker = PoseTracker(RunConfig(progress=False), parts)
+    online = SimpleNamespace(poses=[tracker(image) for _, image in vtest.frames(0, FRAMES)])
+    ids = {p: _ids_of(online, p) for p in PEOPLE}
+    for person, got in ids.items():
+        assert -1 not in got and len(set(got)) == 1, f"{person}: ids {got}"
+    assert len({v[0] for v in ids.values()}) == 5
+    assert all((p.keypoints[..., 2][p.keypoints[..., 2] > 0] >= 0.3).all() for p in online.poses)
+    assert tracker.timings["correspondence"] > 0

@@ -1,0 +1,95 @@
+"""PoseTracker: the online Python API is the `track` pipeline, frame by frame, without the files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_track_cli import PERSON, SIZE, blob_detect, passthrough, walkers_avi  # tests/unit is on sys.path
+
+from corrtrack.errors import CorrtrackError
+from corrtrack.pipeline.run import Parts, PoseTracker, RunConfig, discover_inputs, track_sequence
+from corrtrack.pipeline.tracker import RecoveryConfig, TrackerConfig
+
+CONFIG = RunConfig(tracker=TrackerConfig(similarity="oks", recovery=RecoveryConfig(enabled=False)), progress=False)
+
+
+def frame(f: int) -> np.ndarray:
+    img = np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
+    for x, y in [(60 + 3 * f, 120), (250 - 3 * f, 140)]:
+        x1, y1 = int(x - PERSON[0] / 2), int(y - PERSON[1] / 2)
+        img[y1:y1 + PERSON[1], x1:x1 + PERSON[0]] = 230
+    return img
+
+
+def test_each_call_tracks_the_next_frame_and_ids_stay_with_the_walkers():
+    tracker = PoseTracker(CONFIG, Parts(blob_detect, passthrough))
+    left_ids = set()
+    for f in range(10):
+        people = tracker(frame(f))
+        assert len(people) == 2 and sorted(people.track_ids.tolist()) == [0, 1]
+        left_ids.add(int(people.track_ids[np.argmin(people.keypoints[:, 11, 0])]))
+    assert left_ids == {0}
+    assert {"detect", "pose", "association"} <= set(tracker.timings)
+
+
+def test_calls_return_what_track_writes_for_the_same_frames(tmp_path):
+    """Same ids and joints as the PoseTrack file of `track_sequence` (no short tracks to drop here)."""
+    from corrtrack.io.posetrack import read_posetrack
+    from corrtrack.pipeline.run import output_path
+
+    video = walkers_avi(tmp_path / "w.avi", 8)
+    (seq,) = discover_inputs(video)
+    track_sequence(seq, tmp_path / "out", CONFIG, Parts(blob_detect, passthrough))
+    written = read_posetrack(output_path(tmp_path / "out", "posetrack", "w")).poses
+    tracker = PoseTracker(CONFIG, Parts(blob_detect, passthrough))
+    for (_, image), ref in zip(seq.frames(), written):
+        online = tracker(image).to_layout(ref.layout)
+        order, ref_order = np.argsort(online.track_ids), np.argsort(ref.track_ids)
+        assert online.track_ids[order].tolist() == ref.track_ids[ref_order].tolist()
+        a, b = online.keypoints[order], ref.keypoints[ref_order]
+        shown = b[..., 2] > 0
+        assert shown.sum() >= 2 * 13
+        np.testing.assert_allclose(a[shown][:, :2], b[shown][:, :2], atol=0.01)
+
+
+def test_weak_joints_are_dropped_from_calls_but_kept_by_step():
+    def weak_hips(image):
+        p = blob_detect(image)
+        p.keypoints[:, 11:13, 2] = 0.1  # below the output threshold (0.3)
+        return p
+
+    tracker = PoseTracker(CONFIG, Parts(weak_hips, passthrough))
+    assert (tracker(frame(0)).keypoints[:, 11:13, 2] == 0).all()
+    assert (tracker.step(1, frame(1)).keypoints[:, 11:13, 2] == pytest.approx(0.1))
+
+
+def test_reset_starts_a_new_sequence():
+    tracker = PoseTracker(CONFIG, Parts(blob_detect, passthrough))
+    for f in range(3):
+        tracker(frame(f))
+    assert tracker.tracker.live_track_ids == [0, 1]
+    tracker.reset()
+    assert tracker.tracker.live_track_ids == [] and not any(tracker.timings.values())
+    assert sorted(tracker(frame(5)).track_ids.tolist()) == [0, 1]
+
+
+def test_bad_image_is_a_clear_error():
+    tracker = PoseTracker(CONFIG, Parts(blob_detect, passthrough))
+    with pytest.raises(CorrtrackError, match="image"):
+        tracker(np.zeros((4, 4, 5), np.uint8))
+
+
+def test_top_level_names_load_lazily():
+    """`import corrtrack` stays light; corrtrack.PoseTracker is the pipeline's class."""
+    import subprocess
+    import sys
+
+    code = ("import sys, corrtrack; assert 'corrtrack.pipeline.run' not in sys.modules; "
+            "from corrtrack import PoseTracker, RunConfig, TrackerConfig; "
+            "from corrtrack.pipeline import run, tracker; "
+            "assert PoseTracker is run.PoseTracker and RunConfig is run.RunConfig; "
+            "assert TrackerConfig is tracker.TrackerConfig; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import corrtrack
+
+    with pytest.raises(AttributeError):
+        corrtrack.NoSuchThing  # noqa: B018
