@@ -37,7 +37,8 @@ refined ones), ``corr-nodup`` (no duplicate removal), ``corr+rec`` (recovery of
 missed people, paper 5.1), ``corr+merge`` and ``corr+rec+merge`` (eq. 8);
 speed option - ``corr+every2``, ``corr+every3`` (``TrackerConfig.detect_every``:
 the detections of every 2nd / 3rd frame only, people followed by
-correspondences and re-estimated poses in between).
+correspondences and re-estimated poses in between), ``corr+rec+every2`` (with
+recovery on the detected frames: the CLI's defaults with ``--detect-every 2``).
 
 ``--set key=value`` changes a TrackerConfig field for every method (dotted
 for nested configs: ``--set recovery.min_pose_score=0.3``), for tuning.
@@ -72,7 +73,8 @@ from corrtrack.synth.config import PRESETS as _SYNTH_PRESETS  # noqa: E402
 PRESETS = tuple(_SYNTH_PRESETS)
 TABLE2 = ("corr", "oks", "iou", "flow", "reid")
 ABLATION = ("corr-eq6", "corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
-INTERVAL = ("corr+every2", "corr+every3")  # detector on every 2nd / 3rd frame only (the speed option)
+# detector on every 2nd / 3rd frame only (the speed option); +rec: as `corrtrack track --detect-every 2` runs
+INTERVAL = ("corr+every2", "corr+every3", "corr+rec+every2")
 ALL_METHODS = TABLE2 + ABLATION + INTERVAL
 COLUMNS = ("MOTA", "IDSW", "mAP", "IDF1", "HOTA", "AssA", "Prec", "Rec")
 FEATURE_FRAMES = 400  # correspondence features kept per sequence (~2 MB a frame): the synth presets have <= 200
@@ -695,7 +697,8 @@ def section(results, info, args, models: Models, load, sets) -> str:
         "`corr-nodup` (no duplicate removal), `corr+rec` (recovery of missed people), `+merge` (eq. 8); "
         "speed option = `corr+every2`, `corr+every3` (`--detect-every 2 / 3`: the detections of every 2nd / 3rd "
         "frame only; in between, the people of the previous frame are followed by correspondences and their "
-        "poses re-estimated).",
+        "poses re-estimated), `corr+rec+every2` (and recovery on the detected frames: what `corrtrack track "
+        "--detect-every 2` runs).",
     ]
     lines += headline(results)
     for g, rows in results.items():

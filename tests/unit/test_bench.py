@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,9 @@ def test_peak_rss_sees_an_allocation():
         pass
     with PeakRSS(interval=0.001) as rss:
         a = np.ones(80 * 2 ** 20 // 8)  # 80 MiB, touched
+        # numpy may hold the GIL all through filling and summing: let the sampling thread run while
+        # the array is alive (else it can miss it, as it did once when the suite ran slow).
+        time.sleep(0.05)
         a.sum()
         del a
     assert rss.peak - base.peak > 60 * 2 ** 20
@@ -224,3 +228,17 @@ def test_format_report_has_the_tables_and_the_ratio():
     assert "load average 0.5 at the start, 0.7 at the end" in text
     q["methods"]["corr"]["IDSW"] = 20
     assert "corr / oks = 0.80, target ≤ 0.5: missed" in format_report(BenchReport(env, [_row()], q))
+
+
+def test_bench_tracking_method_names_give_their_configs():
+    """Each method name of bench_tracking.py is the TrackerConfig it claims (run apart: the script sets OpenMP)."""
+    code = (
+        "import sys; sys.path.insert(0, 'benchmarks'); import bench_tracking as b\n"
+        "c = {m: b.method_config(m, {}) for m in b.ALL_METHODS}\n"
+        "assert c['corr'].similarity == 'corr' and not c['corr'].recovery.enabled and c['corr'].detect_every == 1\n"
+        "assert c['oks'].similarity == 'oks' and c['corr-noref'].use_refinement is False\n"
+        "assert c['corr+rec'].recovery.enabled and not c['corr+rec'].merge and c['corr+rec+merge'].merge\n"
+        "assert c['corr+every3'].detect_every == 3 and not c['corr+every3'].recovery.enabled\n"
+        "assert c['corr+rec+every2'].detect_every == 2 and c['corr+rec+every2'].recovery.enabled\n"
+        "assert c['corr-eq6'].corr_oks is False and c['corr-nodup'].duplicate_removal is False\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
