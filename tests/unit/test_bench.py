@@ -126,10 +126,11 @@ def test_peak_rss_sees_an_allocation():
         pass
     with PeakRSS(interval=0.001) as rss:
         a = np.ones(80 * 2 ** 20 // 8)  # 80 MiB, touched
-        # numpy may hold the GIL all through filling and summing: let the sampling thread run while
-        # the array is alive (else it can miss it, as it did once when the suite ran slow).
-        time.sleep(0.05)
-        a.sum()
+        # Give the sampling thread time while the array is alive: on a loaded machine it may not run
+        # for a while (a fixed 50 ms sleep was not enough twice in fresh-check).
+        deadline = time.monotonic() + 10
+        while rss.peak - base.peak <= 60 * 2 ** 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
         del a
     assert rss.peak - base.peak > 60 * 2 ** 20
 
