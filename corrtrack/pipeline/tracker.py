@@ -323,8 +323,11 @@ class Tracker:
         """
         if self._since_detection is None or self._since_detection + 1 >= self.config.detect_every:
             return True
-        cap = self.config.recovery.max_consecutive
-        return not any(t.frame == index - 1 and t.recovered_run < cap for t in self._tracks.values())
+        return not any(t.frame == index - 1 and self._followable(t) for t in self._tracks.values())
+
+    def _followable(self, track: _Track) -> bool:
+        """Whether recovery may carry ``track`` on (not on recovered poses alone for too long)."""
+        return track.recovered_run < self.config.recovery.max_consecutive
 
     def _timed(self, stage: str, fn: Callable, *args):
         t0 = time.perf_counter()
@@ -438,7 +441,7 @@ class Tracker:
 
     def _recover(self, index, image, live, groups, group_poses, moved, candidates) -> Poses:
         cfg = self.config.recovery
-        rows = [r for r in groups[index - 1] if live[r].recovered_run < cfg.max_consecutive]
+        rows = [r for r in groups[index - 1] if self._followable(live[r])]
         if not rows:
             return candidates
         sel = np.array([groups[index - 1].index(r) for r in rows])
