@@ -425,7 +425,7 @@ class Models:
 # -- tracking ---------------------------------------------------------------------------
 
 def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
-    uses_corr = cfg.needs_correspondence or cfg.merge
+    uses_corr = cfg.uses_correspondence_net
     # The resolved threshold and keep-alive too: the config holds None for "the similarity's
     # default", so a changed default would otherwise reuse runs made with the old one.
     # detect_every (the last field) came later: at its default, runs made before keep their folder.
@@ -494,7 +494,7 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
                                             cache / models.weights_tag / f"{name}.{'refined' if refined else 'softmax'}.pkl")
             return stores[refined]
 
-        if any(cfg.needs_correspondence or cfg.merge for cfg in todo.values()):
+        if any(cfg.uses_correspondence_net for cfg in todo.values()):
             models.corr().reset()  # its features are keyed by frame index
             models.corr().cache_size = max(min(len(dets) + 2, FEATURE_FRAMES),
                                            max(cfg.max_age for cfg in todo.values()) + 2)

@@ -231,7 +231,7 @@ def build_parts(config: RunConfig) -> Parts:
     detect = Detector(config.detector or DetectorConfig(), device=config.device)
     estimate = TopDownPoseEstimator(config.pose or PoseConfig(), device=config.device)
     correspond = None
-    if tc.needs_correspondence or tc.merge:
+    if tc.uses_correspondence_net:
         correspond = CorrPropagator.load(config.corr_weights, config.device, runtime=config.cpu_runtime,
                                          use_refinement=tc.use_refinement, joint_thresh=tc.joint_thresh,
                                          cache_size=tc.max_age + 2)

@@ -176,6 +176,11 @@ class TrackerConfig:
         return self.similarity == "corr" or self.needs_estimator
 
     @property
+    def uses_correspondence_net(self) -> bool:
+        """Whether a run needs the correspondence network at all: in the tracker, or to merge tracks."""
+        return self.needs_correspondence or self.merge
+
+    @property
     def needs_estimator(self) -> bool:
         """Whether the tracker itself estimates poses (recovery, following between detection frames)."""
         return self.recovery.enabled or self.detect_every > 1
