@@ -93,7 +93,10 @@ def section(report, plot: Path) -> str:
         "the video, spooling, writing the PoseTrack / COCO / CSV files); other (the rest of the wall time: OKS-NMS, "
         "bookkeeping). They add up to `total ms`, the end-to-end wall time per frame; FPS = 1000 / total. "
         "detected/frame = boxes the detector passed to the pose network, per frame tracked (its low-score "
-        "candidates included, which the pose step keeps only where it finds a confident person); propagated/frame = track poses the "
+        "candidates included, which the pose step keeps only where it finds a confident person"
+        + (f"; a candidate at a place where one was rejected in the last {env['candidate_memory']} frames is "
+           "not passed, `PoseConfig.candidate_memory`" if env.get("candidate_memory") else "")
+        + "); propagated/frame = track poses the "
         "correspondence network moved to each frame (every live track, kept-alive ones included). tracking % = (correspondence + association) / "
         "total. CPU ms = CPU time of the process (all threads) per frame: it hardly grows when other jobs share the "
         "cores, so on an otherwise idle machine the wall time per frame would lie between CPU ms / threads and "

@@ -187,18 +187,6 @@ class PeakRSS:
             self.peak = lifetime_peak_rss_bytes()
 
 
-class _CountingDetector:
-    """The detector, counting the people it hands to the pose network."""
-
-    def __init__(self, detect):
-        self.detect, self.boxes = detect, 0
-
-    def __call__(self, image):
-        out = self.detect(image)
-        self.boxes += len(out)
-        return out
-
-
 class _CountingPropagator:
     """The correspondence propagator, counting the track poses it moves (its cost grows with them)."""
 
@@ -239,9 +227,8 @@ def measure_speed(source: str | os.PathLike, parts, config, frames: int, label: 
     available = seq.expected_frames(0, frames)
     if available is not None and available < frames:
         raise CorrtrackError(f"{source}: has {available} frames, the speed run needs {frames}")
-    counting = _CountingDetector(parts.detect)
     moved = _CountingPropagator(parts.correspond) if parts.correspond is not None else None
-    timed = Parts(counting, parts.estimate, moved, parts.embed)
+    timed = Parts(parts.detect, parts.estimate, moved, parts.embed)
     with tempfile.TemporaryDirectory(prefix="corrtrack_bench_") as tmp:
         if warmup:
             track_sequence(seq, Path(tmp) / "warmup", replace(config, start=0, end=warmup, progress=False), parts)
@@ -255,7 +242,7 @@ def measure_speed(source: str | os.PathLike, parts, config, frames: int, label: 
     h, w = first[1].shape[:2] if first is not None and first[1] is not None else (0, 0)
     ms = stage_ms(result.timings, result.frames, result.seconds)
     total = 1000 * result.seconds / result.frames
-    return SpeedRow(label or seq.name, w, h, people, counting.boxes / result.frames,
+    return SpeedRow(label or seq.name, w, h, people, result.counts["estimated"] / result.frames,
                     (moved.poses if moved else 0) / result.frames, result.frames, ms,
                     total, 1000 / total, rss.peak / 2 ** 20, 1000 * cpu / result.frames)
 
@@ -382,6 +369,7 @@ def environment(config: BenchConfig) -> dict:
     import torch
 
     from corrtrack.models.frozen import effective_runtime
+    from corrtrack.pipeline.pose import PoseConfig
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -402,6 +390,7 @@ def environment(config: BenchConfig) -> dict:
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
             "torch_threads": torch.get_num_threads(), "openmp": openmp.describe(),
             "load_start": list(os.getloadavg()), **_default_keep_alive(),
+            "candidate_memory": PoseConfig().candidate_memory,
             "cpu_runtime": effective_runtime(config.cpu_runtime) if device == "cpu" else None}
 
 

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from corrtrack.errors import CorrtrackError
-from corrtrack.pipeline.tracker import TrackerConfig  # numpy only: cheap to import for the defaults
+from corrtrack.pipeline.pose import PoseConfig  # numpy only: cheap to import for the defaults
+from corrtrack.pipeline.tracker import TrackerConfig  # likewise
 
 
 class Similarity(str, Enum):
@@ -87,6 +88,9 @@ def register(app: typer.Typer) -> None:
         pose_model: str = typer.Option("auto", "--pose-model",
                                        help="auto (thunder on GPU, lightning on CPU), thunder, lightning, "
                                        "or a PoseNet file (corrtrack train pose)."),
+        candidate_memory: int = typer.Option(PoseConfig.candidate_memory, "--candidate-memory", min=0,
+                                             help="Frames a place where a low-score detector box was no person "
+                                             "is not looked at again (faster; 0: estimate every box)."),
         eval_gt: Optional[Path] = typer.Option(None, "--eval",
                                                help="Evaluate against this ground truth (PoseTrack file or folder)."),
         workers: int = typer.Option(1, "--workers", min=1, help="Processes for a folder of videos."),
@@ -131,7 +135,8 @@ def register(app: typer.Typer) -> None:
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
             detect_every=detect_every)
-        config = RunConfig(tracker=tracker, pose=pose_config(pose_model), render=render, start=start,
+        config = RunConfig(tracker=tracker, pose=replace(pose_config(pose_model), candidate_memory=candidate_memory),
+                           render=render, start=start,
                            end=end, device=device, progress=not quiet,
                            corr_weights=str(corr_weights) if corr_weights else None,
                            cpu_runtime=cpu_runtime.value)

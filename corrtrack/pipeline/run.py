@@ -264,7 +264,12 @@ class PoseTracker:
         self.reset()
 
     def reset(self) -> None:
-        tc = self.config.tracker
+        from corrtrack.pipeline.pose import CandidateMemory, PoseConfig
+
+        tc, pc = self.config.tracker, self.config.pose or PoseConfig()
+        self.memory = CandidateMemory(pc.candidate_memory, pc.candidate_memory_iou)
+        # boxes the detector found / the pose network estimated, over the frames so far
+        self.counts = {"detected": 0, "estimated": 0}
         self.tracker = Tracker(tc, correspond=self.parts.correspond if tc.needs_correspondence else None,
                                estimate=self.parts.estimate, embed=self.parts.embed)
         if hasattr(self.parts.correspond, "reset"):
@@ -286,8 +291,12 @@ class PoseTracker:
         if self.tracker.wants_detections(index):
             t0 = time.perf_counter()
             boxes = self.parts.detect(image)
+            asked = self.memory.filter(index, boxes)
             t1 = time.perf_counter()
-            poses = self.parts.estimate(image, boxes)
+            poses = self.parts.estimate(image, asked)
+            self.memory.update(index, asked, poses)
+            self.counts["detected"] += len(boxes)
+            self.counts["estimated"] += len(asked)
             self._timings["detect"] += t1 - t0
             self._timings["pose"] += time.perf_counter() - t1
         self._next = index + 1
@@ -421,11 +430,12 @@ class TrackResult:
     interrupted: bool = False
     skipped: bool = False
     error: str | None = None  # a batch member that could not be read
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)  # PoseTracker.counts
 
     def summary(self) -> dict:
         return {"name": self.name, "frames": self.frames, "tracks": self.tracks, "poses": self.poses,
                 "seconds": round(self.seconds, 3), "interrupted": self.interrupted,
-                "timings": {k: round(v, 4) for k, v in self.timings.items()},
+                "timings": {k: round(v, 4) for k, v in self.timings.items()}, "boxes": self.counts,
                 "outputs": {k: str(v) for k, v in self.outputs.items()}}
 
 
@@ -509,6 +519,7 @@ def track_sequence(seq: InputSequence, out_dir: str | os.PathLike, config: RunCo
         for stage, sec in tracker.timings.items():
             timer.t[stage] += sec
         result = _write_outputs(seq, spool, out_dir, config, parts, timer, interrupted)
+        result.counts = dict(tracker.counts)
     finally:
         spool.remove()
     result.seconds = time.perf_counter() - t_start

@@ -155,3 +155,51 @@ def test_verify_candidates_keeps_confident_new_people_only():
     assert out.boxes[:, 0].tolist() == [201]
     plain = _poses(sure, weak_sure)
     assert verify_candidates(plain) is plain  # nothing to verify
+
+
+def test_rejected_candidates_are_the_candidate_boxes_missing_from_the_output():
+    from corrtrack.pipeline.pose import rejected_candidates, verify_candidates
+    from corrtrack.structures import CANDIDATE, DETECTED
+
+    asked = _poses(_person(0, 0.6, 0.5, DETECTED), _person(200, 0.25, 0.6, CANDIDATE),
+                   _person(400, 0.3, 0.1, CANDIDATE), _person(600, 0.45, 0.1, DETECTED))
+    assert rejected_candidates(asked, verify_candidates(asked)).tolist() == [False, False, True, False]
+    assert not rejected_candidates(asked[[0, 3]], asked[[0]]).any()  # only candidates are ever rejected
+
+
+def test_candidate_memory_skips_a_rejected_place_for_a_few_frames():
+    from corrtrack.pipeline.pose import CandidateMemory
+    from corrtrack.structures import CANDIDATE, DETECTED
+
+    cone = _person(400, 0.3, 0.1, CANDIDATE)  # background the pose check rejects
+    memory = CandidateMemory(frames=3, iou=0.8)
+    frame0 = _poses(_person(0, 0.6, 0.5, DETECTED), cone)
+    assert memory.filter(0, frame0) is frame0  # nothing remembered yet
+    memory.update(0, frame0, frame0[[0]])  # the cone was rejected at frame 0
+    jittered = (cone[0], [401, 1, 441, 100], 0.3, CANDIDATE)  # IoU 0.95 with the cone's box
+    elsewhere = _person(200, 0.25, 0.6, CANDIDATE)
+    as_person = (cone[0], cone[1], 0.6, DETECTED)  # the same box scored high: always estimated
+    for f in (1, 2, 3):
+        out = memory.filter(f, _poses(jittered, elsewhere, as_person))
+        assert out.boxes[:, 0].tolist() == [200, 400]
+    # 3 frames after the real estimate the place is estimated again, and rejected again
+    again = memory.filter(4, _poses(jittered))
+    assert len(again) == 1
+    memory.update(4, again, again[[]])
+    assert len(memory.filter(7, _poses(cone))) == 0 and len(memory.filter(8, _poses(cone))) == 1
+    # a candidate that was kept is not remembered; reset forgets; frames=0 remembers nothing
+    kept = _poses(elsewhere)
+    memory.update(8, kept, kept)
+    assert len(memory.filter(9, kept)) == 1
+    memory.reset()
+    assert len(memory.filter(9, _poses(cone))) == 1
+    off = CandidateMemory(frames=0)
+    off.update(0, _poses(cone), _poses(cone)[[]])
+    assert len(off.filter(0, _poses(cone))) == 1
+
+
+def test_candidate_memory_config_is_checked():
+    with pytest.raises(ValueError, match="candidate_memory"):
+        PoseConfig(candidate_memory=-1)
+    with pytest.raises(ValueError, match="candidate_memory"):
+        PoseConfig(candidate_memory_iou=0)

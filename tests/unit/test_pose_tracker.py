@@ -1,6 +1,8 @@
 """PoseTracker: the online Python API is the `track` pipeline, frame by frame, without the files."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from test_track_cli import PERSON, SIZE, blob_detect, passthrough, walkers_avi  # tests/unit is on sys.path
@@ -8,6 +10,7 @@ from test_track_cli import PERSON, SIZE, blob_detect, passthrough, walkers_avi  
 from corrtrack.errors import CorrtrackError
 from corrtrack.pipeline.run import Parts, PoseTracker, RunConfig, discover_inputs, track_sequence
 from corrtrack.pipeline.tracker import RecoveryConfig, TrackerConfig
+from corrtrack.structures import Poses
 
 CONFIG = RunConfig(tracker=TrackerConfig(similarity="oks", recovery=RecoveryConfig(enabled=False)), progress=False)
 
@@ -93,3 +96,40 @@ def test_top_level_names_load_lazily():
 
     with pytest.raises(AttributeError):
         corrtrack.NoSuchThing  # noqa: B018
+
+
+def test_a_rejected_candidate_is_not_estimated_again_at_once(tmp_path):
+    """PoseConfig.candidate_memory: the pose network sees a static background candidate every 5th frame."""
+    import json
+
+    from corrtrack.pipeline.pose import PoseConfig, verify_candidates
+    from corrtrack.pipeline.run import output_path
+    from corrtrack.structures import CANDIDATE
+
+    def with_cone(image):
+        people = blob_detect(image)
+        cone = Poses(np.c_[np.full((1, 17, 2), 20.0), np.full((1, 17, 1), 0.1)], "coco17",
+                     np.array([[10.0, 10, 30, 40]]), np.array([0.3]), origin=np.array([CANDIDATE]))
+        return Poses.concat([people, cone])
+
+    asked = []
+
+    def estimate(image, boxes):
+        asked.append(len(boxes))
+        return verify_candidates(boxes)
+
+    config = dataclasses.replace(CONFIG, pose=PoseConfig(candidate_memory=4))
+    tracker = PoseTracker(config, Parts(with_cone, estimate))
+    for f in range(10):
+        assert len(tracker(frame(f))) == 2
+    assert asked == [3, 2, 2, 2, 2, 3, 2, 2, 2, 2]
+    assert tracker.counts == {"detected": 30, "estimated": 22}
+    tracker = PoseTracker(dataclasses.replace(config, pose=PoseConfig(candidate_memory=0)), Parts(with_cone, estimate))
+    asked.clear()
+    for f in range(3):
+        tracker(frame(f))
+    assert asked == [3, 3, 3]
+    (seq,) = discover_inputs(walkers_avi(tmp_path / "w.avi", 6))
+    track_sequence(seq, tmp_path / "out", config, Parts(with_cone, estimate))
+    summary = json.loads(output_path(tmp_path / "out", "summary", "w").read_text())
+    assert summary["boxes"] == {"detected": 18, "estimated": 14}
