@@ -35,7 +35,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def synth_cmd(
     outdir: Path = typer.Argument(..., help="Folder to write the suite into (posetrack/, coco/, videos/, ...)."),
     preset: str = typer.Option("all", "--preset", "-p",
-                               help="walk, crossing, crowd, reentry, fast, occluders or all."),
+                               help="walk, crossing, crowd, reentry, fast, occluders, standing or all."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same knobs -> byte-identical ground truth."),
     sequences: Optional[int] = typer.Option(None, "--sequences", help="Sequences per preset (preset: 8)."),
     length: Optional[int] = typer.Option(None, "--length", help="Frames per sequence (preset: 150)."),
@@ -47,6 +47,9 @@ def synth_cmd(
     reentry_gap: Optional[str] = typer.Option(None, "--reentry-gap", help="reentry: frames out of view (N or LO-HI)."),
     occluders: Optional[str] = typer.Option(None, "--occluders",
                                             help="Static occluders (poles, signs) per sequence (N or LO-HI)."),
+    standing: Optional[str] = typer.Option(None, "--standing",
+                                           help="People standing still the whole sequence, on top of --people "
+                                           "(N or LO-HI)."),
     depth: Optional[str] = typer.Option(None, "--depth", help="Depth range people walk at, metres (LO-HI)."),
     speed: Optional[str] = typer.Option(None, "--speed", help="Walking speed range, m/s (LO-HI)."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate motion is planned at (25)."),
@@ -93,6 +96,8 @@ def synth_cmd(
         overrides["reentry_gap"] = parse_range(reentry_gap, "--reentry-gap")
     if occluders is not None:
         overrides["occluders"] = parse_range(occluders, "--occluders")
+    if standing is not None:
+        overrides["standing"] = parse_range(standing, "--standing")
     if depth is not None:
         overrides["z_range"] = parse_range(depth, "--depth", float)
     if speed is not None:

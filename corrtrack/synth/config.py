@@ -15,6 +15,7 @@ from corrtrack.synth.motion import SCENARIOS, Camera
 
 PERSONAL_SPACE_M2 = 1.0  # ground a walking person needs (a dense crowd has ~1 person per m2)
 MAX_OCCLUDERS = 10  # more would wall the view off
+MAX_STANDING = 8
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class SynthConfig:
     occlusion_frames: tuple[int, int] = (0, 0)  # crossing: both stop where they meet for this long
     reentry_gap: tuple[int, int] = (15, 45)  # reentry: frames spent out of view
     occluders: tuple[int, int] = (0, 0)  # static occluders (poles, signs) per sequence, inclusive range
+    # People who stand still for the whole sequence, on top of ``people`` (a group chatting at a sign:
+    # walkers pass in front of and behind them), inclusive range
+    standing: tuple[int, int] = (0, 0)
     max_rotation: float = 4.0  # degrees of slow sway
     max_contact: float | None = None  # at most this fraction of frames with two people overlapping
     min_height: float = 50.0  # px: people shorter than this are ignore regions, not annotated
@@ -75,6 +79,9 @@ class SynthConfig:
         if not 0 <= self.occluders[0] <= self.occluders[1] <= MAX_OCCLUDERS:
             raise bad(f"--occluders must be N or LO-HI with 0 <= LO <= HI <= {MAX_OCCLUDERS}, "
                       f"got {self.occluders[0]}-{self.occluders[1]}")
+        if not 0 <= self.standing[0] <= self.standing[1] <= MAX_STANDING:
+            raise bad(f"--standing must be N or LO-HI with 0 <= LO <= HI <= {MAX_STANDING}, "
+                      f"got {self.standing[0]}-{self.standing[1]}")
         if self.lookalikes < 0 or self.lookalikes >= lo:
             raise bad(f"--lookalikes must be 0..{lo - 1} (fewer than the people of a sequence), got {self.lookalikes}")
         for name in ("z_range", "speed", "pause_frames", "occlusion_frames", "reentry_gap"):
@@ -84,8 +91,8 @@ class SynthConfig:
         if self.z_range[0] <= 0.5:
             raise bad(f"z_range starts too near the camera ({self.z_range[0]} m)")
         ground = self.width / self.focal * (self.z_range[1] ** 2 - self.z_range[0] ** 2) / 2
-        if hi > ground / PERSONAL_SPACE_M2:
-            raise bad(f"--people {hi}: more people than fit; the view shows {ground:.0f} m2 of ground between "
+        if hi + self.standing[1] > ground / PERSONAL_SPACE_M2:
+            raise bad(f"--people {hi} (and --standing {self.standing[1]}): more people than fit; the view shows {ground:.0f} m2 of ground between "
                       f"{self.z_range[0]:g} and {self.z_range[1]:g} m and each person needs {PERSONAL_SPACE_M2:g} m2")
         near_height = self.focal * 1.7 / self.z_range[0]
         if near_height > 2 * self.height:
@@ -100,8 +107,9 @@ class SynthConfig:
 
     def knobs(self) -> dict:
         knobs = dataclasses.asdict(self)
-        if self.occluders == (0, 0):  # added later: manifests of sequences without occluders keep their bytes
-            del knobs["occluders"]
+        for name in ("occluders", "standing"):  # added later: manifests of sequences without them keep their bytes
+            if knobs[name] == (0, 0):
+                del knobs[name]
         return knobs
 
 
@@ -136,6 +144,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("occluders", 6, SynthConfig(scenario="walk", people=(2, 4), max_contact=0.1, pause_prob=0.15,
                                        occluders=(2, 3)),
            "people walk behind poles and signs (static occluders)"),
+    # The demo video's other scene: people standing together by the sign while others walk past, behind them
+    # and in front. Not in 'all' (its figures were published before it existed); `--suite standing`.
+    Preset("standing", 7, SynthConfig(scenario="walk", people=(2, 4), standing=(2, 3), pause_prob=0.15),
+           "people walk past others who stand still (in front of them and behind)"),
 )}
 # 'all' is the benchmark whose numbers are published; a new preset joins it only on purpose (its
 # figures are rerun then).

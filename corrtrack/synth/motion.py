@@ -144,7 +144,7 @@ class MotionSpec:
     max_rotation: float  # degrees
 
 
-def _person(rng: np.random.Generator, spec: MotionSpec, b: PathBuilder) -> PersonPlan:
+def person_plan(rng: np.random.Generator, spec: MotionSpec, b: PathBuilder) -> PersonPlan:
     X, Z = b.sample(spec.num_frames)
     return PersonPlan(X, Z, height_factor=float(rng.uniform(0.93, 1.07)),
                       rot_amp=float(rng.uniform(0, spec.max_rotation)), rot_period=float(rng.uniform(40, 120)),
@@ -198,7 +198,7 @@ def plan_walk(rng: np.random.Generator, spec: MotionSpec, cam: Camera) -> list[P
             b.walk_to(_edge_x(cam, Z, direction), Z, speed, spec.fps)
             b.pause(rng.integers(5, 15), "outside")
             b.jump(_edge_x(cam, Z, -direction), Z)
-        plans.append(_person(rng, spec, b))
+        plans.append(person_plan(rng, spec, b))
     return plans
 
 
@@ -232,7 +232,7 @@ def plan_crossing(rng: np.random.Generator, spec: MotionSpec, cam: Camera) -> li
             while b.t < T:  # come back for another crossing later
                 b.pause(rng.integers(5, 20), "turn")
                 b.walk_to(_edge_x(cam, z, -np.sign(b.pos[0]) or 1), z, _speed(rng, spec), spec.fps)
-            plans.append(_person(rng, spec, b))
+            plans.append(person_plan(rng, spec, b))
     if spec.people % 2:
         Z = float(rng.uniform(*spec.z_range))
         side = int(rng.choice([-1, 1]))
@@ -240,7 +240,7 @@ def plan_crossing(rng: np.random.Generator, spec: MotionSpec, cam: Camera) -> li
         while b.t < T:
             side = -side
             _walk_across(rng, spec, cam, b, side, Z)
-        plans.append(_person(rng, spec, b))
+        plans.append(person_plan(rng, spec, b))
     return plans
 
 
@@ -257,7 +257,7 @@ def plan_crowd(rng: np.random.Generator, spec: MotionSpec, cam: Camera) -> list[
             b.walk_to(Xn, Zn, _speed(rng, spec), spec.fps)
             if rng.random() < spec.pause_prob:
                 b.pause(rng.integers(*spec.pause_frames, endpoint=True))
-        plans.append(_person(rng, spec, b))
+        plans.append(person_plan(rng, spec, b))
     return plans
 
 
@@ -293,7 +293,7 @@ def plan_reentry(rng: np.random.Generator, spec: MotionSpec, cam: Camera) -> lis
             b.walk_to(side * rng.uniform(-0.5, 0.7) * cam.half_width_m(z), z, _speed(rng, spec), spec.fps)
             if rng.random() < spec.pause_prob:
                 b.pause(rng.integers(*spec.pause_frames, endpoint=True))
-        plans.append(_person(rng, spec, b))
+        plans.append(person_plan(rng, spec, b))
     return plans
 
 

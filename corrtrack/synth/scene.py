@@ -9,7 +9,7 @@ import numpy as np
 from corrtrack.errors import CorrtrackError
 from corrtrack.synth.backgrounds import Background
 from corrtrack.synth.config import SynthConfig
-from corrtrack.synth.motion import PERSON_HEIGHT_M, MotionSpec, PersonPlan, plan_people
+from corrtrack.synth.motion import PERSON_HEIGHT_M, MotionSpec, PathBuilder, PersonPlan, person_plan, plan_people
 from corrtrack.synth.occluders import Occluder, draw_occluder, plan_occluders
 from corrtrack.synth.people import Cutout, recolour
 from corrtrack.synth.render import Actor, PersonTruth, facing, render_frame, transform
@@ -80,6 +80,35 @@ def _occluders(cfg: SynthConfig, plans: list[PersonPlan], seed: int, stream: tup
     return plan_occluders(rng, cfg.occluders, cfg.camera, cfg.z_range, plans, frames)
 
 
+def _standing(cfg: SynthConfig, cutouts: list[Cutout], taken: list[Cutout], seed: int, stream: tuple[int, ...]
+              ) -> list[tuple[Cutout, PersonPlan]]:
+    """People who stand still for the whole sequence, from a random stream of their own (as the occluders).
+
+    The first stands anywhere in the middle 70 % of the view at a depth of the walkers' range, so walkers
+    pass in front of and behind; the others join the group, 0.5-1.2 m beside and 0.4 m before or after
+    the one before them. Distinct people, none of the walkers.
+    """
+    if cfg.standing[1] == 0:
+        return []
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*stream, 2)))
+    k = int(rng.integers(cfg.standing[0], cfg.standing[1], endpoint=True))
+    free = [c for c in cutouts if all(c is not t for t in taken)]
+    if k > len(free):
+        raise CorrtrackError(f"synth: {len(taken)} walkers and {k} standing people need {len(taken) + k} different "
+                             f"people but the people source has only {len(cutouts)} usable ones")
+    cam, spec = cfg.camera, _motion_spec(cfg, k)
+    lo, hi = cfg.z_range
+    Z = float(rng.uniform(lo + 0.15 * (hi - lo), lo + 0.6 * (hi - lo)))
+    X = float(rng.uniform(-0.7, 0.7) * cam.half_width_m(Z))
+    side = float(rng.choice([-1.0, 1.0]))
+    out = []
+    for i in rng.choice(len(free), k, replace=False):
+        out.append((free[i], person_plan(rng, spec, PathBuilder(X, Z).pause(spec.num_frames, "standing"))))
+        X += side * float(rng.uniform(0.5, 1.2))
+        Z = float(np.clip(Z + rng.uniform(-0.4, 0.4), lo, hi))
+    return out
+
+
 def build_scene(cfg: SynthConfig, cutouts: list[Cutout], background: Background, seed: int, stream: tuple[int, ...],
                 name: str, number: int) -> Scene:
     """Choose people and paths for one sequence, deterministically from (seed, stream)."""
@@ -113,6 +142,8 @@ def build_scene(cfg: SynthConfig, cutouts: list[Cutout], background: Background,
     for tid, slot in enumerate(order):
         look = None if slot < distinct else int(np.flatnonzero(order == origin[slot])[0])
         actors.append(Actor(tid, people[slot], plans[tid], lookalike_of=look))
+    for cutout, plan in _standing(cfg, cutouts, chosen, seed, stream):
+        actors.append(Actor(len(actors), cutout, plan))
     T = spec.num_frames
     flips = np.stack([facing(a, cams) for a in actors])
     shake = np.zeros((T, 2))
@@ -126,7 +157,7 @@ def build_scene(cfg: SynthConfig, cutouts: list[Cutout], background: Background,
         period = rng.uniform(60, 160)
         gain = 1 + cfg.brightness * np.sin(2 * np.pi * np.arange(T) / period + rng.uniform(0, 2 * np.pi))
     seed_info = {"seed": int(seed), "spawn_key": [int(s) for s in stream]}
-    occluders = _occluders(cfg, plans, seed, stream)
+    occluders = _occluders(cfg, [a.plan for a in actors], seed, stream)
     return Scene(name, number, cfg, background, actors, flips, shake, gain, seed_info, tries, occluders)
 
 

@@ -566,7 +566,7 @@ def test_same_seed_same_occluders_each_hiding_somebody(cutouts, background_file)
 def test_occluders_preset_records_them(coco_file, background_file, tmp_path):
     from corrtrack.synth.config import PRESETS, SUITES
 
-    assert SUITES["all"] == tuple(PRESETS) and "occluders" in PRESETS
+    assert SUITES["all"] == tuple(p for p in PRESETS if p != "standing") and "occluders" in PRESETS
     s = _suite(tmp_path / "o", coco_file, background_file, "occluders", num_frames=20)
     man = json.loads((tmp_path / "o" / "manifests" / f"{s['sequences'][0]['name']}.json").read_text())
     assert man["knobs"]["occluders"] == [2, 3] and 2 <= len(man["occluders"]) <= 3
@@ -593,3 +593,55 @@ def test_cli_occluders_flag(coco_file, background_file, tmp_path):
     assert man["knobs"]["occluders"] == [1, 1] and len(man["occluders"]) == 1
     r = CliRunner().invoke(app, args + ["--occluders", "3-1"])
     assert isinstance(r.exception, CorrtrackError) and "LO > HI" in str(r.exception)
+
+
+# -- people standing still -------------------------------------------------------------------------
+
+def test_standing_people_stand_still_beside_the_walkers_who_are_unchanged(cutouts, background_file):
+    plain = _scene(cutouts, background_file, "walk", people=(2, 2))
+    group = _scene(cutouts, background_file, "walk", people=(2, 2), standing=(3, 3))
+    assert len(plain.actors) == 2 and len(group.actors) == 5
+    # drawn from a stream of their own: the walkers, their paths and the camera do not change
+    for a, b in zip(plain.actors, group.actors):
+        assert a.cutout.source == b.cutout.source and (a.plan.X == b.plan.X).all() and (a.plan.Z == b.plan.Z).all()
+    standing = group.actors[2:]
+    assert [a.track_id for a in standing] == [2, 3, 4]
+    walkers = {id(a.cutout) for a in group.actors[:2]}
+    assert len({id(a.cutout) for a in standing} | walkers) == 5  # five different people
+    lo, hi = group.cfg.z_range
+    for a in standing:
+        assert np.ptp(a.plan.X) == 0 and np.ptp(a.plan.Z) == 0 and lo <= a.plan.Z[0] <= hi
+    gaps = np.diff(sorted(a.plan.X[0] for a in standing))
+    assert ((gaps >= 0.5 - 1e-9) & (gaps <= 1.2 + 1e-9)).all()  # a group, side by side
+    again = _scene(cutouts, background_file, "walk", people=(2, 2), standing=(3, 3))
+    assert [a.plan.X[0] for a in again.actors[2:]] == [a.plan.X[0] for a in standing]
+
+
+def test_standing_preset_and_flag(coco_file, background_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from corrtrack.cli import app
+    from corrtrack.io.posetrack import read_posetrack
+
+    s = _suite(tmp_path / "s", coco_file, background_file, "standing", people=(2, 2), num_frames=10)
+    name = s["sequences"][0]["name"]
+    assert name == "007001_mpiinew_standing"
+    man = json.loads((tmp_path / "s" / "manifests" / f"{name}.json").read_text())
+    assert man["knobs"]["standing"] == [2, 3]
+    gt = read_posetrack(tmp_path / "s" / "posetrack" / f"{name}.json")
+    ids = set().union(*(p.track_ids.tolist() for p in gt.poses))
+    assert 4 <= len(ids) <= 5  # 2 walkers + 2-3 standing, all annotated
+    plain = _suite(tmp_path / "w", coco_file, background_file, "walk", num_frames=5)
+    man = json.loads((tmp_path / "w" / "manifests" / f"{plain['sequences'][0]['name']}.json").read_text())
+    assert "standing" not in man["knobs"]
+    args = ["data", "synth", str(tmp_path / "c"), "-p", "walk", "--people-from", str(coco_file), "--background",
+            str(background_file), "--size", "320x240", "--length", "4", "--sequences", "1", "--depth", "4.5-9", "-q",
+            "--people", "2"]
+    r = CliRunner().invoke(app, args + ["--standing", "2"])
+    assert r.exit_code == 0, r.output
+    man = json.loads((tmp_path / "c" / "manifests" / "001001_mpiinew_walk.json").read_text())
+    assert man["knobs"]["standing"] == [2, 2]
+    r = CliRunner().invoke(app, args + ["--standing", "9"])
+    assert isinstance(r.exception, CorrtrackError) and "--standing must be" in str(r.exception)
+    with pytest.raises(CorrtrackError, match="different people"):  # the test source has 6 people
+        _scene(load_cutouts(coco_file, filt=FILTER), background_file, "walk", people=(4, 4), standing=(4, 4))
