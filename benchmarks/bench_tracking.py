@@ -379,15 +379,17 @@ class RowCache:
 class Models:
     """The networks, each loaded on first use."""
 
-    def __init__(self, weights: Path, runtime: str = "onnx"):
+    def __init__(self, weights: Path, runtime: str = "onnx", input_size: int | None = None):
         from corrtrack.models.frozen import effective_runtime
 
-        self.weights = weights
+        self.weights, self.input_size = weights, input_size
         self.runtime = effective_runtime(runtime)
         # Keys the cached correspondence answers and the runs: the runtimes agree to ~1e-4, enough to
         # move an argmax now and then. TorchScript keeps the bare weights hash (the caches made before ORT).
         self.weights_sha = file_sha256(weights)[:12]
         self.weights_tag = self.weights_sha + ("" if self.runtime == "torchscript" else f"-{self.runtime}")
+        if input_size is not None:  # RunConfig.corr_input_size: other maps, other answers
+            self.weights_tag += f"-in{input_size}"
         self._m: dict = {}
 
     def corr(self):
@@ -397,7 +399,7 @@ class Models:
         if "corr" not in self._m:
             from corrtrack.pipeline.tracker import TrackerConfig
 
-            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", runtime=self.runtime,
+            self._m["corr"] = CorrPropagator.load(self.weights, "cpu", runtime=self.runtime, input_size=self.input_size,
                                                   cache_size=TrackerConfig().max_age + 2)
             # Merging (eq. 8) propagates from a tracklet's start and centre, often far behind the
             # current frame, and every corr variant and both merges go through this one cache: a
@@ -739,6 +741,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cpu-runtime", choices=("onnx", "torchscript"), default="onnx",
                     help="how the correspondence network runs (RunConfig.cpu_runtime; part of the cache keys)")
+    ap.add_argument("--corr-input-size", type=int, default=None,
+                    help="longer side of the correspondence network's input (RunConfig.corr_input_size; part of "
+                         "the cache keys); default: the model's")
     ap.add_argument("--notes", type=Path, default=None,
                     help="markdown file appended to the written section (what the numbers mean)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -761,7 +766,7 @@ def main() -> None:
     if bad:
         raise SystemExit(f"unknown methods {bad}; known: {ALL_METHODS}")
     methods = {m: method_config(m, sets) for m in names}
-    models = Models(args.weights or DEFAULT_WEIGHTS, args.cpu_runtime)
+    models = Models(args.weights or DEFAULT_WEIGHTS, args.cpu_runtime, args.corr_input_size)
     load0 = os.getloadavg()[0]
     suite_dir = ensure_suite(args.cache_dir, args.suite, args.seed, args.sequences, args.length)
     t0 = time.perf_counter()

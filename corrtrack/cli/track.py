@@ -103,6 +103,9 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Track again sequences whose outputs are complete."),
         corr_weights: Optional[Path] = typer.Option(None, "--corr-weights",
                                                     help="Correspondence model file (default: the shipped one)."),
+        corr_input_size: Optional[int] = typer.Option(None, "--corr-input-size", min=64,
+                                                      help="Longer side of the correspondence network's input, a "
+                                                      "multiple of 32 (default: the model's, 512)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
         cpu_runtime: CpuRuntime = typer.Option(CpuRuntime.onnx, "--cpu-runtime",
                                                help="How the correspondence network runs on a CPU: ONNX Runtime "
@@ -138,7 +141,7 @@ def register(app: typer.Typer) -> None:
         config = RunConfig(tracker=tracker, pose=replace(pose_config(pose_model), candidate_memory=candidate_memory),
                            render=render, start=start,
                            end=end, device=device, progress=not quiet,
-                           corr_weights=str(corr_weights) if corr_weights else None,
+                           corr_weights=str(corr_weights) if corr_weights else None, corr_input_size=corr_input_size,
                            cpu_runtime=cpu_runtime.value)
         ray = None if ray_address is None else RayConfig(address=ray_address, gpus_per_task=ray_gpus)
         results = track_many(seqs, out_dir, config, workers=workers, skip_complete=not force, ray=ray)

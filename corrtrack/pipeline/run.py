@@ -67,6 +67,8 @@ class RunConfig:
     progress: bool = True
     fps: float | None = None  # frame rate for folders / PoseTrack files (times, rendering)
     corr_weights: str | None = None  # correspondence model file; None = the shipped one
+    # Longer side of the correspondence network's input, a multiple of 32; None = the model's own (512)
+    corr_input_size: int | None = None
     # How the correspondence network runs on a CPU: "onnx" (ONNX Runtime: the correspondence stage ~20%
     # faster) or "torchscript" (frozen traces; also the fallback without onnxruntime). corrtrack.models.frozen
     cpu_runtime: str = "onnx"
@@ -233,6 +235,7 @@ def build_parts(config: RunConfig) -> Parts:
     correspond = None
     if tc.uses_correspondence_net:
         correspond = CorrPropagator.load(config.corr_weights, config.device, runtime=config.cpu_runtime,
+                                         input_size=config.corr_input_size,
                                          use_refinement=tc.use_refinement, joint_thresh=tc.joint_thresh,
                                          cache_size=tc.max_age + 2)
     embed = CropEmbedder(config.device) if tc.similarity == "reid" else None
@@ -323,7 +326,7 @@ class CorrPropagator:
 
     @classmethod
     def load(cls, weights: str | os.PathLike | None = None, device: str | None = None, runtime: str = "onnx",
-             **kw) -> "CorrPropagator":
+             input_size: int | None = None, **kw) -> "CorrPropagator":
         import torch
 
         from corrtrack.models.corrnet import DEFAULT_WEIGHTS, CorrespondenceNet
@@ -334,6 +337,10 @@ class CorrPropagator:
         # padding, 25% of the work on 4:3 video and 44% on 16:9, for the same PCK on set (b)
         # (512 square 99.6 / 92.0 / 82.0 at gaps 1 / 5 / 10, fitted 99.6 / 91.9 / 82.0).
         net.config = dataclasses.replace(net.config, square=False)
+        if input_size is not None:
+            if input_size < 64 or input_size % 32:
+                raise CorrtrackError(f"correspondence input size must be a multiple of 32 and >= 64, got {input_size}")
+            net.config = dataclasses.replace(net.config, input_size=input_size)
         return cls(net.freeze_for_cpu(runtime=runtime), **kw)  # CPU inference path (corrtrack.models.frozen)
 
     def reset(self) -> None:
@@ -762,7 +769,7 @@ def _worker_parts(config: RunConfig, parts_factory: PartsFactory | None = None) 
     factory = parts_factory or build_parts
     key = (config.tracker.similarity, config.tracker.needs_correspondence, config.tracker.merge,
            config.tracker.use_refinement, repr(config.detector), repr(config.pose), config.device,
-           config.corr_weights, factory)
+           config.corr_weights, config.corr_input_size, factory)
     if key not in _PARTS_CACHE:
         _PARTS_CACHE.clear()
         _PARTS_CACHE[key] = factory(config)

@@ -194,3 +194,15 @@ def test_corr_propagator_runs_the_shipped_net_on_the_chosen_runtime(runtime):
 
     net = CorrPropagator.load(device="cpu", runtime=runtime).net
     assert net._features.runtime == net._refined_persons.runtime == runtime
+
+
+def test_corr_propagator_input_size_sets_the_canvas():
+    from corrtrack.errors import CorrtrackError
+    from corrtrack.pipeline.run import CorrPropagator
+
+    prop = CorrPropagator.load(device="cpu", runtime="torchscript", input_size=384)
+    assert prop.net.config.input_size == 384 and not prop.net.config.square
+    assert prop.net.letterbox(768, 576).canvas_w == 384  # fitted to 4:3: 384 x 288
+    assert CorrPropagator.load(device="cpu", runtime="torchscript").net.config.input_size == 512
+    with pytest.raises(CorrtrackError, match="multiple of 32"):
+        CorrPropagator.load(device="cpu", input_size=400)

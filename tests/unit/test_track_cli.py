@@ -268,7 +268,14 @@ def test_build_parts_loads_the_correspondence_net_on_the_chosen_runtime(monkeypa
     monkeypatch.setattr("corrtrack.pipeline.detector.Detector", lambda *a, **kw: None)
     monkeypatch.setattr("corrtrack.pipeline.pose.TopDownPoseEstimator", lambda *a, **kw: None)
     build_parts(RunConfig(device="cpu", cpu_runtime="torchscript"))
-    assert loaded[0]["runtime"] == "torchscript"
+    assert loaded[0]["runtime"] == "torchscript" and loaded[0]["input_size"] is None
+    build_parts(RunConfig(device="cpu", corr_input_size=384))
+    assert loaded[1]["input_size"] == 384
+
+
+def test_corr_input_size_option_reaches_the_run_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].corr_input_size is None
+    assert _track_many_args(cli, tmp_path, monkeypatch, "--corr-input-size", "384")["config"].corr_input_size == 384
 
 
 def test_ray_not_installed_is_a_clear_error(cli, tmp_path, monkeypatch):
