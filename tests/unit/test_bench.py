@@ -132,6 +132,10 @@ def test_peak_rss_sees_an_allocation():
         while rss.peak - base.peak <= 60 * 2 ** 20 and time.monotonic() < deadline:
             time.sleep(0.01)
         del a
+    if rss._thread is None or base._thread is None:
+        # /proc/self/statm could not be read at that moment: both fell back to the lifetime peak
+        # (seen once in fresh-check, both peaks equal), which an earlier, larger test may hold.
+        pytest.skip("current RSS unreadable here: PeakRSS fell back to the lifetime peak")
     assert rss.peak - base.peak > 60 * 2 ** 20
 
 
