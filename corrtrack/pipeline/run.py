@@ -336,11 +336,9 @@ class CorrPropagator:
         # Trained on square canvases, but fully convolutional: a canvas fitted to the frame drops the
         # padding, 25% of the work on 4:3 video and 44% on 16:9, for the same PCK on set (b)
         # (512 square 99.6 / 92.0 / 82.0 at gaps 1 / 5 / 10, fitted 99.6 / 91.9 / 82.0).
-        net.config = dataclasses.replace(net.config, square=False)
-        if input_size is not None:
-            if input_size < 64 or input_size % 32:
-                raise CorrtrackError(f"correspondence input size must be a multiple of 32 and >= 64, got {input_size}")
-            net.config = dataclasses.replace(net.config, input_size=input_size)
+        if input_size is not None and input_size < 64:  # CorrNetConfig checks that it is a multiple of 32
+            raise CorrtrackError(f"correspondence input size must be >= 64, got {input_size}")
+        net.config = dataclasses.replace(net.config, square=False, input_size=input_size or net.config.input_size)
         return cls(net.freeze_for_cpu(runtime=runtime), **kw)  # CPU inference path (corrtrack.models.frozen)
 
     def reset(self) -> None:
