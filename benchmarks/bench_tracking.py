@@ -33,7 +33,8 @@ joints, whichever is larger; ``TrackerConfig.corr_oks``), ``oks``, ``iou``,
 ``flow`` (DIS optical flow moving the track's joints, then OKS), ``reid``
 (ImageNet MobileNetV2 crop embeddings); ablation - ``corr-eq6`` (the paper's
 eq. 6 alone), ``corr-noref`` (Siamese softmax maps instead of the
-refined ones), ``corr-nodup`` (no duplicate removal), ``corr+rec`` (recovery of
+refined ones), ``corr-nodup`` (no duplicate removal), ``corr-nomotion`` (no
+motion prior for tracks kept alive, ``TrackerConfig.motion_prior``), ``corr+rec`` (recovery of
 missed people, paper 5.1), ``corr+merge`` and ``corr+rec+merge`` (eq. 8);
 speed option - ``corr+every2``, ``corr+every3`` (``TrackerConfig.detect_every``:
 the detections of every 2nd / 3rd frame only, people followed by
@@ -72,7 +73,7 @@ from corrtrack.synth.config import PRESETS as _SYNTH_PRESETS  # noqa: E402
 
 PRESETS = tuple(_SYNTH_PRESETS)
 TABLE2 = ("corr", "oks", "iou", "flow", "reid")
-ABLATION = ("corr-eq6", "corr-noref", "corr-nodup", "corr+rec", "corr+merge", "corr+rec+merge")
+ABLATION = ("corr-eq6", "corr-noref", "corr-nodup", "corr-nomotion", "corr+rec", "corr+merge", "corr+rec+merge")
 # detector on every 2nd / 3rd frame only (the speed option); +rec: as `corrtrack track --detect-every 2` runs
 INTERVAL = ("corr+every2", "corr+every3", "corr+rec+every2")
 ALL_METHODS = TABLE2 + ABLATION + INTERVAL
@@ -99,6 +100,8 @@ def method_config(name: str, sets: dict[str, object]):
         cfg = replace(cfg, merge=True)
     if name.endswith("-eq6"):
         cfg = replace(cfg, corr_oks=False)
+    if name.endswith("-nomotion"):
+        cfg = replace(cfg, motion_prior=False)
     if "+every" in name:  # corr+everyN: detect every N-th frame, follow people in between
         cfg = replace(cfg, detect_every=int(name.rpartition("+every")[2]))
     return cfg
@@ -430,8 +433,8 @@ def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
     uses_corr = cfg.uses_correspondence_net
     # The resolved threshold and keep-alive too: the config holds None for "the similarity's
     # default", so a changed default would otherwise reuse runs made with the old one.
-    # detect_every (the last field) came later: at its default, runs made before keep their folder.
-    config = repr(cfg).replace(", detect_every=1)", ")")
+    # detect_every and the motion prior came later: with them off, runs made before keep their folder.
+    config = repr(cfg).replace(", motion_prior=False, motion_window=8)", ")").replace(", detect_every=1)", ")")
     tag = (f"{config}|{cfg.match_threshold}|{cfg.max_age}|{detection_tag()}|"
            f"{models.weights_tag if uses_corr else ''}")
     return suite_dir / "runs" / f"{name}-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"

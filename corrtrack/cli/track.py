@@ -83,6 +83,9 @@ def register(app: typer.Typer) -> None:
                                          help="Detect people on every n-th frame only and follow them by "
                                          "correspondences in between (faster; new people are found at the "
                                          "next detection frame)."),
+        motion_prior: bool = typer.Option(TrackerConfig.motion_prior, "--motion-prior/--no-motion-prior",
+                                          help="Also score a confirmed track whose person is hidden by OKS with its "
+                                          "last pose moved on at its velocity."),
         joint_threshold: float = typer.Option(TrackerConfig.output_joint_thresh, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
         pose_model: str = typer.Option("auto", "--pose-model",
@@ -137,7 +140,7 @@ def register(app: typer.Typer) -> None:
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
-            detect_every=detect_every)
+            detect_every=detect_every, motion_prior=motion_prior)
         config = RunConfig(tracker=tracker, pose=replace(pose_config(pose_model), candidate_memory=candidate_memory),
                            render=render, start=start,
                            end=end, device=device, progress=not quiet,

@@ -161,6 +161,16 @@ class TrackerConfig:
     # picked up at the next detection frame. (MediaPipe's pose tracking and DeepStream's detector
     # `interval` make the same trade.) Detection also runs whenever nobody can be followed.
     detect_every: int = 1
+    # A confirmed track (matched >= min_track_length times) kept alive while its person is hidden is
+    # also scored by OKS with its last pose moved on at its velocity (``motion_window`` matches,
+    # least squares), the higher score counting. Why: behind a static occluder the last pose is
+    # often weak and partly on the occluder, so the correspondences propagate the occluder, not the
+    # person, and the person re-appears metres away under a new id; a walker keeps walking.
+    # Validation suite (seed 321, 12 sequences): ID switches corr 519 -> 497, corr+rec 622 -> 572,
+    # OKS 1240 -> 1062, flow 997 -> 794; 18 benchmark sequences: corr 874 -> 745, corr+rec 972 -> 874.
+    # Tentative tracks are left out: on vtest.avi a traffic cone starts one every few frames.
+    motion_prior: bool = True
+    motion_window: int = 8
 
     def __post_init__(self) -> None:
         if self.similarity not in DEFAULT_THRESHOLDS:
@@ -169,6 +179,8 @@ class TrackerConfig:
             raise ValueError(f"tentative_keep_alive must be >= 0, got {self.tentative_keep_alive}")
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.motion_window < 2:
+            raise ValueError(f"motion_window must be >= 2, got {self.motion_window}")
 
     @property
     def needs_correspondence(self) -> bool:
@@ -271,6 +283,41 @@ class _Track:
     hits: int = 1
     recovered_run: int = 0  # consecutive detection frames matched on recovered poses
     embedding: np.ndarray | None = None
+    path: list[tuple[int, float, float]] = field(default_factory=list)  # (frame, box centre) of recent matches
+
+    def remember(self, window: int) -> None:
+        b = self.pose.boxes[0]
+        self.path = self.path[-(window - 1):] + [(self.frame, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2)]
+
+
+def velocity(path: Sequence[tuple[int, float, float]]) -> np.ndarray | None:
+    """Least-squares velocity (px per frame, x and y) through ``(frame, x, y)`` points; None for < 2 frames."""
+    if len(path) < 2:
+        return None
+    a = np.asarray(path, np.float64)
+    t = a[:, 0] - a[:, 0].mean()
+    if not (t ** 2).sum():
+        return None
+    return (t[:, None] * (a[:, 1:] - a[:, 1:].mean(0))).sum(0) / (t ** 2).sum()
+
+
+def moved_on(pose: Poses, shift: np.ndarray) -> Poses:
+    """``pose`` translated by ``shift`` (x, y): joints and box."""
+    kp = pose.keypoints.copy()
+    kp[..., :2] += shift
+    return pose.replace(keypoints=kp, boxes=pose.boxes + np.tile(shift, 2))
+
+
+def motion_scores(tracks: Sequence[_Track], index: int, candidates: Poses, config: TrackerConfig) -> np.ndarray:
+    """OKS of each confirmed, kept-alive track's last pose moved on at its velocity to frame
+    ``index`` with each candidate; 0 for the other tracks (``TrackerConfig.motion_prior``)."""
+    out = np.zeros((len(tracks), len(candidates)))
+    for r, tr in enumerate(tracks):
+        gap = index - tr.frame
+        v = velocity(tr.path) if gap > 1 and tr.hits >= config.min_track_length else None
+        if v is not None and len(candidates):
+            out[r] = oks_matrix(moved_on(tr.pose, v * gap), candidates, config.joint_thresh)[0]
+    return out
 
 
 class FlowPropagator:
@@ -416,6 +463,8 @@ class Tracker:
                     # Without maps, a joint's correspondence is where the track's joint moved to (or stayed).
                     ref = group_poses[src] if m is None else m[0]
                     votes[rows] = keypoint_votes(ref, candidates, cfg.joint_thresh)
+        if cfg.motion_prior:
+            scores = np.maximum(scores, motion_scores(live, index, candidates, cfg))
         gaps = np.array([index - tr.frame for tr in live], np.float64)
         matches = greedy_match(scores, cfg.match_threshold, scores - cfg.recency_penalty * (gaps - 1)[:, None])
         keep = (remove_duplicates(matches, votes, cfg.duplicate.ratio, cfg.duplicate.matched)
@@ -425,6 +474,7 @@ class Tracker:
         for r, c in matches:
             tr = live[r]
             tr.pose, tr.frame, tr.hits = candidates[c], index, tr.hits + 1
+            tr.remember(cfg.motion_window)
             if detected:  # counts detection frames: following between them is no missed detection
                 tr.recovered_run = tr.recovered_run + 1 if candidates.origin[c] == RECOVERED else 0
             if cand_emb is not None:
@@ -435,6 +485,7 @@ class Tracker:
             if ids[c] < 0 and keep[c] and candidates.origin[c] != RECOVERED:
                 tr = _Track(self._next_id, candidates[c], index,
                             embedding=None if cand_emb is None else cand_emb[c])
+                tr.remember(cfg.motion_window)
                 self._tracks[tr.id] = tr
                 self._next_id += 1
                 ids[c] = tr.id

@@ -245,5 +245,6 @@ def test_bench_tracking_method_names_give_their_configs():
         "assert c['corr+rec'].recovery.enabled and not c['corr+rec'].merge and c['corr+rec+merge'].merge\n"
         "assert c['corr+every3'].detect_every == 3 and not c['corr+every3'].recovery.enabled\n"
         "assert c['corr+rec+every2'].detect_every == 2 and c['corr+rec+every2'].recovery.enabled\n"
-        "assert c['corr-eq6'].corr_oks is False and c['corr-nodup'].duplicate_removal is False\n")
+        "assert c['corr-eq6'].corr_oks is False and c['corr-nodup'].duplicate_removal is False\n"
+        "assert c['corr'].motion_prior and c['corr-nomotion'].motion_prior is False\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

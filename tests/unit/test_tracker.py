@@ -654,3 +654,35 @@ def test_tentative_keep_alive_is_capped_by_keep_alive():
     assert TrackerConfig().track_max_age(1) == 5 and TrackerConfig().track_max_age(3) == 50
     with pytest.raises(ValueError, match="tentative_keep_alive"):
         TrackerConfig(tentative_keep_alive=-1)
+
+
+@pytest.mark.parametrize("motion_prior, seen_frames, same_id", [
+    (False, 6, False),  # gone 10 frames, 100 px on: OKS with the last pose is ~0
+    (True, 6, True),    # its last pose moved on at its velocity lands on the person
+    (True, 2, False),   # a tentative track (matched < 3 times) has no motion prior
+])
+def test_motion_prior_finds_a_walker_after_an_occluder(motion_prior, seen_frames, same_id):
+    # Person 0 walks right at 10 px per frame and is hidden for 10 frames after `seen_frames`.
+    gone = range(seen_frames, seen_frames + 10)
+    n = seen_frames + 13
+    pos = {f: {1: (500, 300)} for f in range(n)}
+    for f in range(n):
+        if f not in gone:
+            pos[f][0] = (100 + 10 * f, 150)
+    cfg = TrackerConfig(similarity="oks", keep_alive=25, tentative_keep_alive=25, recovery=NO_RECOVERY,
+                        motion_prior=motion_prior)
+    seen = run(World(pos), Tracker(cfg), range(n))
+    assert sorted(seen[0]) == [f for f in range(n) if f not in gone]
+    assert (len(set(seen[0].values())) == 1) is same_id
+    assert len(set(seen[1].values())) == 1
+
+
+def test_velocity_is_the_least_squares_slope_of_the_path():
+    from corrtrack.pipeline.tracker import velocity
+
+    assert velocity([]) is None and velocity([(3, 1.0, 2.0)]) is None
+    np.testing.assert_allclose(velocity([(0, 0, 0), (1, 2, -1), (3, 6, -3)]), [2, -1])
+    # noise on one point is averaged over the window, not taken whole
+    np.testing.assert_allclose(velocity([(0, 0, 0), (1, 10, 0), (2, 20, 0), (3, 36, 0)]), [11.8, 0])
+    with pytest.raises(ValueError, match="motion_window"):
+        TrackerConfig(motion_window=1)
