@@ -278,6 +278,11 @@ def test_corr_input_size_option_reaches_the_run_config(cli, tmp_path, monkeypatc
     assert _track_many_args(cli, tmp_path, monkeypatch, "--corr-input-size", "384")["config"].corr_input_size == 384
 
 
+def test_motion_prior_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.motion_prior is True
+    assert _track_many_args(cli, tmp_path, monkeypatch, "--no-motion-prior")["config"].tracker.motion_prior is False
+
+
 def test_ray_not_installed_is_a_clear_error(cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     walkers_avi(tmp_path / "a.avi", 2)
