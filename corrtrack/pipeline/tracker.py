@@ -7,9 +7,11 @@ Per frame t, :meth:`Tracker.step` takes the detected poses of t and
 2. recovers people the detector missed (:func:`recover_missed`): tracks seen at
    t-1 whose propagated pose no detection explains get a pose re-estimated in a
    box around the propagated keypoints; OKS-NMS over detected + recovered,
-3. scores tracks x candidates with the configured similarity and matches them
-   greedily (highest first, above a threshold; a track not matched for a few
-   frames goes after a fresher one on a near tie: ``recency_penalty``),
+3. scores tracks x candidates with the configured similarity (a confirmed track
+   whose person is hidden also by OKS at the place its velocity carries it:
+   ``motion_prior``) and matches them greedily (highest first, above a
+   threshold; a track not matched for a few frames goes after a fresher one on
+   a near tie: ``recency_penalty``),
 4. removes duplicates (second detections of a matched person),
 5. starts a new track for every remaining detected candidate. A track that is
    not matched stays alive for ``keep_alive`` frames (per similarity: corr 50,
