@@ -465,8 +465,9 @@ class Tracker:
                     # Without maps, a joint's correspondence is where the track's joint moved to (or stayed).
                     ref = group_poses[src] if m is None else m[0]
                     votes[rows] = keypoint_votes(ref, candidates, cfg.joint_thresh)
-        if cfg.motion_prior:
-            scores = np.maximum(scores, motion_scores(live, index, candidates, cfg))
+        if cfg.motion_prior:  # only the tracks scored this frame (not kept-alive ones between detections)
+            rows = [r for rs in groups.values() for r in rs]
+            scores[rows] = np.maximum(scores[rows], motion_scores([live[r] for r in rows], index, candidates, cfg))
         gaps = np.array([index - tr.frame for tr in live], np.float64)
         matches = greedy_match(scores, cfg.match_threshold, scores - cfg.recency_penalty * (gaps - 1)[:, None])
         keep = (remove_duplicates(matches, votes, cfg.duplicate.ratio, cfg.duplicate.matched)

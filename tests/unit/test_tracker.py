@@ -250,6 +250,24 @@ def test_detect_every_leaves_kept_alive_tracks_alone_between_detection_frames():
     assert sorted(seen[1]) == list(range(12)) and len(set(seen[1].values())) == 1
 
 
+def test_detect_every_keeps_the_motion_prior_to_detection_frames():
+    # Person 0 walks right at 20 px per frame and vanishes after frame 3; at frame 5 (no detection)
+    # its velocity carries its kept-alive track onto person 1, who stands there and is followed.
+    # A kept-alive track is not scored between detection frames, so it cannot take him.
+    world = World({f: ({0: (100 + 20 * f, 200)} if f <= 3 else {}) | {1: (200, 200)} for f in range(8)})
+
+    def estimate(image, boxes):  # a re-estimate a few pixels off, alternating (pose jitter)
+        poses = world.estimate(image, boxes)
+        kp = poses.keypoints.copy()
+        kp[..., 0] += 6 if world.frame % 2 else -6
+        return poses.replace(keypoints=kp)
+
+    cfg = TrackerConfig(similarity="corr", detect_every=3, recovery=NO_RECOVERY)
+    assert cfg.motion_prior
+    seen = run(world, Tracker(cfg, correspond=world.correspond_maps, estimate=estimate), range(8))
+    assert sorted(seen[1]) == list(range(8)) and len(set(seen[1].values())) == 1
+
+
 def test_detect_every_detects_whenever_nobody_can_be_followed():
     # Nobody until frame 2, then one person: detection on every frame until she is found.
     world = World({f: ({0: (100 + 5 * f, 200)} if f >= 2 else {}) for f in range(9)})
