@@ -433,8 +433,10 @@ def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
     uses_corr = cfg.uses_correspondence_net
     # The resolved threshold and keep-alive too: the config holds None for "the similarity's
     # default", so a changed default would otherwise reuse runs made with the old one.
-    # detect_every and the motion prior came later: with them off, runs made before keep their folder.
-    config = repr(cfg).replace(", motion_prior=False, motion_window=8)", ")").replace(", detect_every=1)", ")")
+    # detect_every, the motion prior and confirmed_first came later: with them off, runs made
+    # before keep their folder.
+    config = (repr(cfg).replace(", confirmed_first=False,", ",")
+              .replace(", motion_prior=False, motion_window=8)", ")").replace(", detect_every=1)", ")"))
     tag = (f"{config}|{cfg.match_threshold}|{cfg.max_age}|{detection_tag()}|"
            f"{models.weights_tag if uses_corr else ''}")
     return suite_dir / "runs" / f"{name}-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"

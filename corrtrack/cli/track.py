@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
         recency_penalty: float = typer.Option(TrackerConfig.recency_penalty, "--recency-penalty", min=0.0,
                                               help="Matching order: score minus this per frame a track has "
                                               "not been matched (0: score alone)."),
+        confirmed_first: bool = typer.Option(TrackerConfig.confirmed_first, "--confirmed-first/--any-order",
+                                             help="Match tracks seen at least 3 times before newer ones, which "
+                                             "get the people left (--any-order: score order alone)."),
         detect_every: int = typer.Option(TrackerConfig.detect_every, "--detect-every", min=1,
                                          help="Detect people on every n-th frame only and follow them by "
                                          "correspondences in between (faster; new people are found at the "
@@ -140,7 +143,7 @@ def register(app: typer.Typer) -> None:
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
-            detect_every=detect_every, motion_prior=motion_prior)
+            detect_every=detect_every, motion_prior=motion_prior, confirmed_first=confirmed_first)
         config = RunConfig(tracker=tracker, pose=replace(pose_config(pose_model), candidate_memory=candidate_memory),
                            render=render, start=start,
                            end=end, device=device, progress=not quiet,

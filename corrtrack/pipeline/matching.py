@@ -13,11 +13,14 @@ from corrtrack.pipeline.similarity import mirror_oks_matrix
 from corrtrack.structures import RECOVERED, Poses
 
 
-def greedy_match(scores: np.ndarray, threshold: float, priority: np.ndarray | None = None) -> list[tuple[int, int]]:
+def greedy_match(scores: np.ndarray, threshold: float, priority: np.ndarray | None = None,
+                 tier: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Pairs (row, col), highest score first, each row and column used once, score >= threshold.
 
     ``priority`` (same shape), when given, sets the order instead of ``scores``;
-    the threshold still applies to ``scores``. Ties go to the lower row, then
+    the threshold still applies to ``scores``. ``tier`` (one int per row), when
+    given, goes before both: every pair of a lower tier is taken before any
+    pair of a higher one (a matching cascade). Ties go to the lower row, then
     the lower column (a stable sort), so the result does not depend on
     floating-point noise in the order of equal scores.
     """
@@ -27,6 +30,8 @@ def greedy_match(scores: np.ndarray, threshold: float, priority: np.ndarray | No
     rows, cols = np.nonzero(scores >= threshold)
     key = scores if priority is None else np.asarray(priority, np.float64)
     order = np.argsort(-key[rows, cols], kind="stable")
+    if tier is not None:
+        order = order[np.argsort(np.asarray(tier)[rows[order]], kind="stable")]
     used_r: set[int] = set()
     used_c: set[int] = set()
     pairs = []

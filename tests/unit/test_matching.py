@@ -48,6 +48,16 @@ def test_greedy_priority_orders_but_the_score_thresholds():
     assert greedy_match(s, 0.3, np.ones_like(s)) == [(0, 0)]  # equal priority: row-major; (1,1)=0.1 < 0.3
 
 
+def test_greedy_tiers_go_before_scores_and_priority():
+    s = np.array([[0.9, 0.4],
+                  [0.5, 0.2]])
+    # row 0 in the later tier: row 1 takes column 0 first, row 0 gets what is left
+    assert greedy_match(s, 0.3, tier=np.array([1, 0])) == [(1, 0), (0, 1)]
+    assert greedy_match(s, 0.3, tier=np.array([0, 0])) == greedy_match(s, 0.3) == [(0, 0)]
+    # priority orders within a tier; the threshold still applies to the score
+    assert greedy_match(s, 0.45, s, np.array([1, 0])) == [(1, 0)]
+
+
 def test_greedy_ties_are_deterministic():
     s = np.full((3, 3), 0.5)
     assert greedy_match(s, 0.3) == [(0, 0), (1, 1), (2, 2)]

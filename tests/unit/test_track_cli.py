@@ -283,6 +283,11 @@ def test_motion_prior_option_reaches_the_tracker_config(cli, tmp_path, monkeypat
     assert _track_many_args(cli, tmp_path, monkeypatch, "--no-motion-prior")["config"].tracker.motion_prior is False
 
 
+def test_confirmed_first_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.confirmed_first is True
+    assert _track_many_args(cli, tmp_path, monkeypatch, "--any-order")["config"].tracker.confirmed_first is False
+
+
 def test_ray_not_installed_is_a_clear_error(cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     walkers_avi(tmp_path / "a.avi", 2)

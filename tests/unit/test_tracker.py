@@ -400,6 +400,25 @@ def test_a_fresher_track_wins_a_near_tie_against_one_kept_alive():
         assert list(tracker.step(2, c, IMAGE).track_ids) == [winner], penalty
 
 
+def test_a_confirmed_track_is_matched_before_a_tentative_one():
+    """A partial second detection of person 0 (legs only) in frame 2 starts a tentative track beside
+    the person's own. Both wait through frame 3; in frame 4 only the legs are detected, which fit
+    the tentative track best (OKS ~1 against 6/17): without the cascade it takes the person's id."""
+    whole = pose_at(200, 200)
+    legs = pose_at(200, 200)
+    legs.keypoints[0, :11, 2] = 0.0  # hips, knees and ankles only
+    legs.scores[:] = 0.5
+    for confirmed_first, expected in [(True, [0]), (False, [1])]:
+        cfg = TrackerConfig(similarity="oks", recovery=NO_RECOVERY, motion_prior=False,
+                            confirmed_first=confirmed_first)
+        tracker = Tracker(cfg)
+        for f in range(2):
+            assert list(tracker.step(f, whole, IMAGE).track_ids) == [0]
+        assert list(tracker.step(2, Poses.concat([whole, legs]), IMAGE).track_ids) == [0, 1]
+        assert len(tracker.step(3, Poses.empty("coco17"), IMAGE)) == 0
+        assert list(tracker.step(4, legs, IMAGE).track_ids) == expected, confirmed_first
+
+
 def test_tracker_checks_its_parts():
     with pytest.raises(ValueError, match="correspondence propagator"):
         Tracker(TrackerConfig(similarity="corr", recovery=NO_RECOVERY))
