@@ -219,9 +219,14 @@ class TrackerConfig:
         """Frames an unmatched track stays alive (``keep_alive`` or the similarity's default)."""
         return DEFAULT_KEEP_ALIVE[self.similarity] if self.keep_alive is None else self.keep_alive
 
+    def confirmed(self, hits: int) -> bool:
+        """Whether a track matched ``hits`` times is confirmed (else tentative: it waits less, gets no
+        motion prior and is matched after the confirmed ones)."""
+        return hits >= self.min_track_length
+
     def track_max_age(self, hits: int) -> int:
         """Frames an unmatched track with ``hits`` matches stays alive (tentative tracks: fewer)."""
-        return self.max_age if hits >= self.min_track_length else min(self.max_age, self.tentative_keep_alive)
+        return self.max_age if self.confirmed(hits) else min(self.max_age, self.tentative_keep_alive)
 
 
 # -- recovery (paper §5.1) --------------------------------------------------
@@ -327,7 +332,7 @@ def motion_scores(tracks: Sequence[_Track], index: int, candidates: Poses, confi
     out = np.zeros((len(tracks), len(candidates)))
     for r, tr in enumerate(tracks):
         gap = index - tr.frame
-        v = velocity(tr.path) if gap > 1 and tr.hits >= config.min_track_length else None
+        v = velocity(tr.path) if gap > 1 and config.confirmed(tr.hits) else None
         if v is not None and len(candidates):
             out[r] = oks_matrix(moved_on(tr.pose, v * gap), candidates, config.joint_thresh)[0]
     return out
@@ -480,7 +485,7 @@ class Tracker:
             rows = [r for rs in groups.values() for r in rs]
             scores[rows] = np.maximum(scores[rows], motion_scores([live[r] for r in rows], index, candidates, cfg))
         gaps = np.array([index - tr.frame for tr in live], np.float64)
-        tier = np.array([cfg.confirmed_first and tr.hits < cfg.min_track_length for tr in live], np.int64)
+        tier = np.array([cfg.confirmed_first and not cfg.confirmed(tr.hits) for tr in live], np.int64)
         matches = greedy_match(scores, cfg.match_threshold, scores - cfg.recency_penalty * (gaps - 1)[:, None], tier)
         keep = (remove_duplicates(matches, votes, cfg.duplicate.ratio, cfg.duplicate.matched)
                 if cfg.duplicate_removal else np.ones(len(candidates), bool))
