@@ -429,15 +429,34 @@ class Models:
 
 # -- tracking ---------------------------------------------------------------------------
 
+# Options that came after runs were cached, each with the test for "left out of the cache key":
+# at the value that tracks as before the option existed, so the runs made before keep their
+# folders and a new option costs no re-run of the old methods. (detect_every came before the motion
+# prior and is left out only where the prior's two fields are: the keys cached since have it.)
+LATER_OPTIONS = {
+    "detect_every": lambda c: c.detect_every == 1 and not c.motion_prior and c.motion_window == 8,
+    "confirmed_first": lambda c: not c.confirmed_first,
+    "motion_prior": lambda c: not c.motion_prior and c.motion_window == 8,
+    "motion_window": lambda c: not c.motion_prior and c.motion_window == 8,
+    "rematch": lambda c: not c.rematch,
+    "last_box_iou": lambda c: c.last_box_iou == 0,
+}
+
+
+def config_key(obj) -> str:
+    """``repr(obj)`` with every option of LATER_OPTIONS at its old behaviour left out (dataclasses, nested)."""
+    if not dataclasses.is_dataclass(obj):
+        return repr(obj)
+    fields = [f"{f.name}={config_key(getattr(obj, f.name))}" for f in dataclasses.fields(obj)
+              if f.repr and not (f.name in LATER_OPTIONS and LATER_OPTIONS[f.name](obj))]
+    return f"{type(obj).__qualname__}({', '.join(fields)})"
+
+
 def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
     uses_corr = cfg.uses_correspondence_net
     # The resolved threshold and keep-alive too: the config holds None for "the similarity's
     # default", so a changed default would otherwise reuse runs made with the old one.
-    # detect_every, the motion prior and confirmed_first came later: with them off, runs made
-    # before keep their folder.
-    config = (repr(cfg).replace(", confirmed_first=False,", ",")
-              .replace(", motion_prior=False, motion_window=8)", ")").replace(", detect_every=1)", ")"))
-    tag = (f"{config}|{cfg.match_threshold}|{cfg.max_age}|{detection_tag()}|"
+    tag = (f"{config_key(cfg)}|{cfg.match_threshold}|{cfg.max_age}|{detection_tag()}|"
            f"{models.weights_tag if uses_corr else ''}")
     return suite_dir / "runs" / f"{name}-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"
 

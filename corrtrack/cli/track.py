@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from corrtrack.errors import CorrtrackError
-from corrtrack.pipeline.pose import PoseConfig  # numpy only: cheap to import for the defaults
+from corrtrack.pipeline.matching import DuplicateConfig  # numpy only: cheap to import for the defaults
+from corrtrack.pipeline.pose import PoseConfig  # likewise
 from corrtrack.pipeline.tracker import TrackerConfig  # likewise
 
 
@@ -66,6 +67,9 @@ def register(app: typer.Typer) -> None:
         no_corr_oks: bool = typer.Option(False, "--no-corr-oks",
                                          help="corr: the paper's eq. 6 alone, without OKS of the propagated joints."),
         no_duplicate_removal: bool = typer.Option(False, "--no-duplicate-removal", help="Keep duplicate poses."),
+        rematch: bool = typer.Option(DuplicateConfig.rematch, "--rematch/--no-rematch",
+                                     help="Match a track whose match was removed as a duplicate again, among "
+                                     "the people left."),
         merge: bool = typer.Option(False, "--merge", help="Merge broken tracks at the end (paper eq. 8)."),
         render: bool = typer.Option(False, "--render", help="Also write an MP4 with skeletons and ids."),
         start: int = typer.Option(0, "--start", min=0, help="First frame (index in the source)."),
@@ -89,6 +93,9 @@ def register(app: typer.Typer) -> None:
         motion_prior: bool = typer.Option(TrackerConfig.motion_prior, "--motion-prior/--no-motion-prior",
                                           help="Also score a confirmed track whose person is hidden by OKS with its "
                                           "last pose moved on at its velocity."),
+        last_box_iou: float = typer.Option(TrackerConfig.last_box_iou, "--last-box-iou", min=0.0, max=1.0,
+                                           help="A confirmed track left unmatched takes a detection left over "
+                                           "whose box overlaps its last box at least this much (0: off)."),
         joint_threshold: float = typer.Option(TrackerConfig.output_joint_thresh, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
         pose_model: str = typer.Option("auto", "--pose-model",
@@ -141,9 +148,11 @@ def register(app: typer.Typer) -> None:
             similarity=similarity.value, threshold=threshold, keep_alive=keep_alive,
             tentative_keep_alive=tentative_keep_alive,
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
+            duplicate=replace(DuplicateConfig(), rematch=rematch),
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
-            detect_every=detect_every, motion_prior=motion_prior, confirmed_first=confirmed_first)
+            detect_every=detect_every, motion_prior=motion_prior, confirmed_first=confirmed_first,
+            last_box_iou=last_box_iou)
         config = RunConfig(tracker=tracker, pose=replace(pose_config(pose_model), candidate_memory=candidate_memory),
                            render=render, start=start,
                            end=end, device=device, progress=not quiet,

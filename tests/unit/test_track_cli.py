@@ -288,6 +288,16 @@ def test_confirmed_first_option_reaches_the_tracker_config(cli, tmp_path, monkey
     assert _track_many_args(cli, tmp_path, monkeypatch, "--any-order")["config"].tracker.confirmed_first is False
 
 
+def test_rematch_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.duplicate.rematch is True
+    assert _track_many_args(cli, tmp_path, monkeypatch, "--no-rematch")["config"].tracker.duplicate.rematch is False
+
+
+def test_last_box_iou_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.last_box_iou == 0.8
+    assert _track_many_args(cli, tmp_path, monkeypatch, "--last-box-iou", "0")["config"].tracker.last_box_iou == 0.0
+
+
 def test_ray_not_installed_is_a_clear_error(cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     walkers_avi(tmp_path / "a.avi", 2)

@@ -380,6 +380,45 @@ def test_an_old_track_does_not_live_on_through_a_duplicate_detection(similarity)
         assert {t.id: t.frame for t in tracker._tracks.values()}[1] == (0 if matched else 2)
 
 
+def test_a_track_whose_match_was_a_duplicate_is_matched_again():
+    """Frame 2 has one pose over two people (person 0's upper body, person 1's legs), like one tall
+    detector box over both: it is person 1's track's best match (OKS 0.35 against 0.26 for person 1,
+    who moved 12 px), but a duplicate of person 0, whose track is matched first. Dropped as such, it
+    leaves person 1's track without a match; with ``rematch`` the track takes person 1 again, without
+    it person 1 starts a new track."""
+    p, q = pose_at(200, 200), pose_at(300, 200)
+    over_both = pose_at(200, 200)
+    over_both.keypoints[0, 11:, :2] = q.keypoints[0, 11:, :2]  # shares 11 of 17 joints with p
+    over_both.scores[:] = 0.5
+    frame2 = Poses.concat([p, over_both, pose_at(312, 200)])
+    for rematch, expected in [(True, [0, 1]), (False, [0, 2])]:
+        cfg = TrackerConfig(similarity="oks", recovery=NO_RECOVERY, motion_prior=False,
+                            duplicate=DuplicateConfig(rematch=rematch))
+        tracker = Tracker(cfg)
+        for f in range(2):
+            assert list(tracker.step(f, Poses.concat([p, q]), IMAGE).track_ids) == [0, 1]
+        assert list(tracker.step(2, frame2, IMAGE).track_ids) == expected, rematch
+
+
+def test_a_person_who_stopped_while_hidden_gets_the_id_back_at_the_last_box():
+    """A walker (10 px a frame) is hidden in frames 4 - 8 and, seen again in frame 9, stands where he
+    vanished. The motion prior has moved his track on 60 px and the correspondences of his last pose
+    land elsewhere (as on someone who passed in front): only his last box, at IoU 1, finds him."""
+    def moves(src, _a, dst, _b, poses):
+        kp = poses.keypoints.copy()
+        kp[..., 0] += 10.0 if dst - src == 1 else 200.0
+        moved = poses.replace(keypoints=kp)
+        return moved, gaussian_maps(moved, sigma=1.0)
+
+    for iou, expected in [(0.8, [0]), (0.0, [1])]:
+        tracker = Tracker(TrackerConfig(recovery=NO_RECOVERY, last_box_iou=iou), correspond=moves)
+        for f in range(4):
+            assert list(tracker.step(f, pose_at(150 + 10 * f, 200), IMAGE).track_ids) == [0]
+        for f in range(4, 9):
+            assert len(tracker.step(f, Poses.empty("coco17"), IMAGE)) == 0
+        assert list(tracker.step(9, pose_at(180, 200), IMAGE).track_ids) == expected, iou
+
+
 def test_a_fresher_track_wins_a_near_tie_against_one_kept_alive():
     """Person 0 is hidden from frame 1 on; its kept-alive track's maps land exactly on person 1 in
     front, whose own track (matched in frame 1) moves 2 px off: without the recency penalty the
