@@ -145,6 +145,14 @@ class Poses:
         f = np.array([sx, sy, sx, sy])
         return self.replace(keypoints=kp, boxes=self.boxes * f, head_boxes=self.head_boxes * f)
 
+    def translate(self, dx: float, dy: float) -> "Poses":
+        """Move all coordinates by (dx, dy) pixels (e.g. a pose carried on at its velocity)."""
+        kp = self.keypoints.copy()
+        kp[..., 0] += dx
+        kp[..., 1] += dy
+        d = np.array([dx, dy, dx, dy])
+        return self.replace(keypoints=kp, boxes=self.boxes + d, head_boxes=self.head_boxes + d)
+
     def __repr__(self) -> str:
         return f"Poses(n={len(self)}, layout={self.layout.name}, track_ids={self.track_ids.tolist()})"
 

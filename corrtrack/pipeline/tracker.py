@@ -333,13 +333,6 @@ def velocity(path: Sequence[tuple[int, float, float]]) -> np.ndarray | None:
     return (t[:, None] * (a[:, 1:] - a[:, 1:].mean(0))).sum(0) / (t ** 2).sum()
 
 
-def moved_on(pose: Poses, shift: np.ndarray) -> Poses:
-    """``pose`` translated by ``shift`` (x, y): joints and box."""
-    kp = pose.keypoints.copy()
-    kp[..., :2] += shift
-    return pose.replace(keypoints=kp, boxes=pose.boxes + np.tile(shift, 2))
-
-
 def motion_scores(tracks: Sequence[_Track], index: int, candidates: Poses, config: TrackerConfig) -> np.ndarray:
     """OKS of each confirmed, kept-alive track's last pose moved on at its velocity to frame
     ``index`` with each candidate; 0 for the other tracks (``TrackerConfig.motion_prior``)."""
@@ -348,7 +341,7 @@ def motion_scores(tracks: Sequence[_Track], index: int, candidates: Poses, confi
         gap = index - tr.frame
         v = velocity(tr.path) if gap > 1 and config.confirmed(tr.hits) else None
         if v is not None and len(candidates):
-            out[r] = oks_matrix(moved_on(tr.pose, v * gap), candidates, config.joint_thresh)[0]
+            out[r] = oks_matrix(tr.pose.translate(*(v * gap)), candidates, config.joint_thresh)[0]
     return out
 
 

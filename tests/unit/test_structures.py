@@ -48,6 +48,9 @@ def test_threshold_and_layout_and_scale():
     assert pv.keypoints.shape == (4, 15, 3) and pv.track_ids.tolist() == p.track_ids.tolist()
     s = p.scale(2.0)
     assert np.allclose(s.keypoints[..., :2], 2 * p.keypoints[..., :2]) and np.allclose(s.boxes, 2 * p.boxes)
+    m = p.translate(3.0, -2.0)
+    assert np.allclose(m.keypoints[..., :2], p.keypoints[..., :2] + (3.0, -2.0)) and np.allclose(m.boxes, p.boxes + (3, -2, 3, -2))
+    assert np.allclose(m.keypoints[..., 2], p.keypoints[..., 2]) and m.track_ids.tolist() == p.track_ids.tolist()
 
 
 def test_bad_shapes_are_rejected():
