@@ -196,7 +196,7 @@ class TrackerConfig:
     # his track scored 0.05 against him at IoU 0.87 with his last box, and he got a new id.
     # Validation suite (seed 321 / 777, 12 sequences each), ID switches: at 0.8 corr 453 / 478 and
     # corr+rec 531 / 527 unchanged, OKS 956 -> 956 / 917 -> 910, flow unchanged; lower values cost
-    # corr (0.7: 453 -> 463, 0.5: 471; where two people overlap, the one in front is the leftover).
+    # corr (0.7: 453 -> 463, 0.5: 471: where two people overlap, the one in front can be the leftover).
     last_box_iou: float = 0.8
 
     def __post_init__(self) -> None:
