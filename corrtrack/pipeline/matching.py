@@ -121,3 +121,22 @@ def remove_duplicates(matches: list[tuple[int, int]], votes: np.ndarray, ratio: 
             if r2 is None or (matched and r2 > i):
                 keep[c2] = False
     return keep
+
+
+def match_without_duplicates(scores: np.ndarray, threshold: float, priority: np.ndarray | None,
+                             tier: np.ndarray | None, votes: np.ndarray,
+                             config: DuplicateConfig | None) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """``greedy_match``, then ``remove_duplicates`` (``config`` None: nothing removed).
+
+    With ``config.rematch`` the matching runs again without the dropped candidates until no match
+    is a duplicate, so a track whose match was dropped can take another candidate. Returns the
+    matches of kept candidates and the keep-mask over candidates.
+    """
+    keep = np.ones(np.shape(scores)[1], bool)
+    while True:
+        matches = greedy_match(np.where(keep, scores, -np.inf), threshold, priority, tier)
+        if config is None:
+            return matches, keep
+        keep &= remove_duplicates(matches, votes, config.ratio, config.matched)
+        if not config.rematch or all(keep[c] for _, c in matches):
+            return [(r, c) for r, c in matches if keep[c]], keep

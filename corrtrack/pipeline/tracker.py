@@ -42,7 +42,13 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from corrtrack.pipeline.matching import DuplicateConfig, NMSConfig, greedy_match, oks_nms, remove_duplicates
+from corrtrack.pipeline.matching import (
+    DuplicateConfig,
+    NMSConfig,
+    greedy_match,
+    match_without_duplicates,
+    oks_nms,
+)
 from corrtrack.pipeline.similarity import (
     FrameContext,
     correspondence_votes,
@@ -509,15 +515,8 @@ class Tracker:
         gaps = np.array([index - tr.frame for tr in live], np.float64)
         tier = np.array([cfg.confirmed_first and not cfg.confirmed(tr.hits) for tr in live], np.int64)
         priority = scores - cfg.recency_penalty * (gaps - 1)[:, None]
-        matches = greedy_match(scores, cfg.match_threshold, priority, tier)
-        keep = np.ones(len(candidates), bool)
-        if cfg.duplicate_removal:
-            keep = remove_duplicates(matches, votes, cfg.duplicate.ratio, cfg.duplicate.matched)
-            while cfg.duplicate.rematch and not all(keep[c] for _, c in matches):
-                open_ = np.where(keep, scores, -np.inf)
-                matches = greedy_match(open_, cfg.match_threshold, priority, tier)
-                keep &= remove_duplicates(matches, votes, cfg.duplicate.ratio, cfg.duplicate.matched)
-        matches = [(r, c) for r, c in matches if keep[c]]
+        matches, keep = match_without_duplicates(scores, cfg.match_threshold, priority, tier, votes,
+                                                 cfg.duplicate if cfg.duplicate_removal else None)
         if cfg.last_box_iou > 0:
             matches += last_box_matches(live, candidates, matches, keep, cfg)
         ids = np.full(len(candidates), -1, np.int64)

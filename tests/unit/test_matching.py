@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from corrtrack.pipeline.matching import greedy_match, oks_nms, remove_duplicates
+from corrtrack.pipeline.matching import DuplicateConfig, greedy_match, match_without_duplicates, oks_nms, remove_duplicates
 from corrtrack.structures import Poses
 
 TEMPLATE = np.array([  # a standing person, COCO-17, in body heights about the hip centre
@@ -131,3 +131,19 @@ def test_oks_nms_can_prefer_detections_over_recovered_poses():
     p.origin[1] = RECOVERED  # the better-scoring pose was only recovered
     assert oks_nms(p).tolist() == [1]
     assert oks_nms(p, prefer_detected=True).tolist() == [0]
+
+
+def test_match_without_duplicates_rematches_a_track_whose_match_was_dropped():
+    # track 0 takes column 0; column 1 holds 0.8 of track 0's joints, so track 1's match (column 1)
+    # is a duplicate; column 2 is track 1's next best
+    scores = np.array([[0.9, 0.5, 0.0],
+                       [0.0, 0.6, 0.4]])
+    votes = np.array([[1.0, 0.8, 0.0],
+                      [0.0, 1.0, 0.0]])
+    dup = DuplicateConfig()
+    assert match_without_duplicates(scores, 0.3, None, None, votes, None)[0] == [(0, 0), (1, 1)]
+    matches, keep = match_without_duplicates(scores, 0.3, None, None, votes, DuplicateConfig(rematch=False))
+    assert matches == [(0, 0)] and keep.tolist() == [True, False, True]
+    matches, keep = match_without_duplicates(scores, 0.3, None, None, votes, dup)
+    assert matches == [(0, 0), (1, 2)] and keep.tolist() == [True, False, True]
+
