@@ -123,7 +123,7 @@ def run_peer(name: str, dets, fps: float, height: int):
     return [written(p) for p in out], time.perf_counter() - t0
 
 
-_CORR: dict = {}  # the shipped correspondence network, loaded once for all sequences
+_CORR: dict = {}  # the shipped correspondence network and the crop embedder, loaded once for all sequences
 
 
 def run_ours(method: str, dets, video: Path | None):
@@ -144,8 +144,15 @@ def run_ours(method: str, dets, video: Path | None):
             _CORR["net"] = CorrPropagator.load(None, "cpu", cache_size=cfg.max_age + 2)
         correspond = _CORR["net"]
         correspond.reset()  # its features are keyed by frame index
-    tracker = Tracker(cfg, correspond=correspond)
-    frames = _video_frames(video) if similarity in ("flow", "corr") else None
+    embed = None
+    if cfg.appearance > 0 and video is not None:  # the appearance stage (TrackerConfig.appearance)
+        from corrtrack.pipeline.run import CropEmbedder
+
+        if "embed" not in _CORR:
+            _CORR["embed"] = CropEmbedder("cpu")
+        embed = _CORR["embed"]
+    tracker = Tracker(cfg, correspond=correspond, embed=embed)
+    frames = _video_frames(video) if similarity in ("flow", "corr") or embed is not None else None
     spent = 0.0
     out = []
     for t, p in enumerate(dets):

@@ -343,19 +343,32 @@ class CorrStore:
 
 
 class RowCache:
-    """``fn(image, boxes)`` (pose estimator, embedder) remembered per (frame, box); set ``frame`` first."""
+    """``fn(image, boxes)`` (pose estimator, embedder) remembered per (frame, box).
 
-    def __init__(self, fn, path: Path):
-        self.fn, self.path, self.frame = fn, path, -1
+    Call ``see(index, image)`` on every frame first: the frame is looked up by the image object,
+    since the tracker also embeds crops of frames before the current one (the appearance stage).
+    """
+
+    def __init__(self, fn, path: Path, history: int = 64):
+        self.fn, self.path, self.history = fn, path, history
+        self._frames: dict[int, tuple[int, np.ndarray]] = {}  # id(image) -> (index, image kept alive)
         self.rows: dict[tuple[int, bytes], object] = {}
         if path.is_file():
             with open(path, "rb") as f:
                 self.rows = pickle.load(f)
         self._loaded = len(self.rows)
 
+    def see(self, index: int, image: np.ndarray) -> None:
+        self._frames[id(image)] = (index, image)
+        while len(self._frames) > self.history:
+            self._frames.pop(next(iter(self._frames)))
+
     def __call__(self, image, boxes):
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        keys = [(self.frame, b.tobytes()) for b in boxes]
+        if id(image) not in self._frames:
+            raise KeyError(f"{self.path.name}: an image older than the last {self.history} frames seen")
+        index = self._frames[id(image)][0]
+        keys = [(index, b.tobytes()) for b in boxes]
         todo = [i for i, k in enumerate(keys) if k not in self.rows]
         if todo:
             got = self.fn()(image, boxes[todo])
@@ -440,6 +453,7 @@ LATER_OPTIONS = {
     "motion_window": lambda c: not c.motion_prior and c.motion_window == 8,
     "rematch": lambda c: not c.rematch,
     "last_box_iou": lambda c: c.last_box_iou == 0,
+    "appearance": lambda c: c.appearance == 0,
 }
 
 
@@ -524,18 +538,20 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
             models.corr().reset()  # its features are keyed by frame index
             models.corr().cache_size = max(min(len(dets) + 2, FEATURE_FRAMES),
                                            max(cfg.max_age for cfg in todo.values()) + 2)
-        est = RowCache(models.estimator, cache / f"{name}.recovery.{detection_tag()}.pkl")
-        emb = RowCache(models.embedder, cache / f"{name}.reid.pkl")
+        history = max(cfg.max_age for cfg in todo.values()) + 2  # the oldest frame a live track was seen in
+        est = RowCache(models.estimator, cache / f"{name}.recovery.{detection_tag()}.pkl", history)
+        emb = RowCache(models.embedder, cache / f"{name}.reid.pkl", history)
         trackers = {}
         for cfg in online:
             trackers[cfg] = Tracker(cfg, correspond=store(cfg.use_refinement) if cfg.needs_correspondence else None,
                                     estimate=est if cfg.needs_estimator else None,
-                                    embed=emb if cfg.similarity == "reid" else None)
+                                    embed=emb if cfg.similarity == "reid" or cfg.appearance > 0 else None)
         seq = InputSequence(name, video, "video")
         tracked = {cfg: [] for cfg in online}
         t0 = time.perf_counter()
         for info, image in tqdm(seq.frames(), total=len(dets), desc=name, disable=not progress, leave=False):
-            est.frame = emb.frame = info.index
+            est.see(info.index, image)
+            emb.see(info.index, image)
             for cfg, tr in trackers.items():
                 cand = dets[info.index] if tr.wants_detections(info.index) else None
                 tracked[cfg].append((info, tr.step(info.index, cand, image)))

@@ -321,7 +321,8 @@ def quality_check(suite_dirs: Sequence[str | os.PathLike], parts, similarities: 
             seq = InputSequence(gt.name, videos[gt.name], "video")
             if hasattr(parts.correspond, "reset"):
                 parts.correspond.reset()  # its feature cache is keyed by frame index
-            trackers = {s: Tracker(c, correspond=parts.correspond if s == "corr" else None) for s, c in configs.items()}
+            trackers = {s: Tracker(c, correspond=parts.correspond if s == "corr" else None, embed=parts.embed)
+                        for s, c in configs.items()}
             tracked: dict[str, list] = {s: [] for s in configs}
             for info, image in tqdm(seq.frames(), total=len(gt), desc=gt.name, unit="frame", disable=not progress,
                                     leave=False):

@@ -96,6 +96,10 @@ def register(app: typer.Typer) -> None:
         last_box_iou: float = typer.Option(TrackerConfig.last_box_iou, "--last-box-iou", min=0.0, max=1.0,
                                            help="A confirmed track left unmatched takes a detection left over "
                                            "whose box overlaps its last box at least this much (0: off)."),
+        appearance: float = typer.Option(TrackerConfig.appearance, "--appearance", min=0.0, max=1.0,
+                                         help="A confirmed track whose person is hidden takes a detection left "
+                                         "over that looks like its last view (cosine of crop embeddings, "
+                                         "mutual best) at least this much (0: off)."),
         joint_threshold: float = typer.Option(TrackerConfig.output_joint_thresh, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
         pose_model: str = typer.Option("auto", "--pose-model",
@@ -152,7 +156,7 @@ def register(app: typer.Typer) -> None:
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
             detect_every=detect_every, motion_prior=motion_prior, confirmed_first=confirmed_first,
-            last_box_iou=last_box_iou)
+            last_box_iou=last_box_iou, appearance=appearance)
         config = RunConfig(tracker=tracker, pose=replace(pose_config(pose_model), candidate_memory=candidate_memory),
                            render=render, start=start,
                            end=end, device=device, progress=not quiet,

@@ -238,7 +238,7 @@ def build_parts(config: RunConfig) -> Parts:
                                          input_size=config.corr_input_size,
                                          use_refinement=tc.use_refinement, joint_thresh=tc.joint_thresh,
                                          cache_size=tc.max_age + 2)
-    embed = CropEmbedder(config.device) if tc.similarity == "reid" else None
+    embed = CropEmbedder(config.device) if (tc.similarity == "reid" or tc.appearance > 0) else None
     return Parts(detect, estimate, correspond, embed)
 
 

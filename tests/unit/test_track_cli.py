@@ -293,6 +293,11 @@ def test_rematch_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
     assert _track_many_args(cli, tmp_path, monkeypatch, "--no-rematch")["config"].tracker.duplicate.rematch is False
 
 
+def test_appearance_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.appearance == 0.75
+    assert _track_many_args(cli, tmp_path, monkeypatch, "--appearance", "0")["config"].tracker.appearance == 0.0
+
+
 def test_last_box_iou_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
     assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.last_box_iou == 0.8
     assert _track_many_args(cli, tmp_path, monkeypatch, "--last-box-iou", "0")["config"].tracker.last_box_iou == 0.0

@@ -419,6 +419,74 @@ def test_a_person_who_stopped_while_hidden_gets_the_id_back_at_the_last_box():
         assert list(tracker.step(9, pose_at(180, 200), IMAGE).track_ids) == expected, iou
 
 
+def test_a_person_back_out_of_reach_of_pose_and_box_gets_the_id_back_by_appearance():
+    """A walker (10 px a frame) is hidden in frames 4 - 8 and comes back in frame 9 behind where he
+    vanished (turned round): the correspondences of his last pose land 200 px off, the motion prior
+    is 60 px beyond, his last box does not overlap. The embedder tells people by their x at frame 0
+    (a stand-in for their looks): only the appearance stage finds him. A stranger who looks
+    different, in the same place, still gets a new id."""
+    def moves(src, _a, dst, _b, poses):
+        kp = poses.keypoints.copy()
+        kp[..., 0] += 10.0 if dst - src == 1 else 200.0
+        moved = poses.replace(keypoints=kp)
+        return moved, gaussian_maps(moved, sigma=1.0)
+
+    looks = {}  # frame -> unit embedding of whoever is in it (one person per frame here)
+
+    def embed(image, boxes):
+        return np.stack([looks[int(image[0, 0, 0])]] * len(boxes))
+
+    def frame(f):  # the image carries its frame number, so that the embedder can look it up
+        im = IMAGE.copy()
+        im[0, 0, 0] = f
+        return im
+
+    walker, stranger = np.array([1.0, 0.0]), np.array([0.6, 0.8])
+    for appearance, who, expected in [(0.75, walker, [0]), (0.0, walker, [1]), (0.75, stranger, [1])]:
+        tracker = Tracker(TrackerConfig(recovery=NO_RECOVERY, appearance=appearance), correspond=moves, embed=embed)
+        for f in range(4):
+            looks[f] = walker
+            assert list(tracker.step(f, pose_at(150 + 10 * f, 200), frame(f)).track_ids) == [0]
+        for f in range(4, 9):
+            assert len(tracker.step(f, Poses.empty("coco17"), frame(f))) == 0
+        looks[9] = who
+        assert list(tracker.step(9, pose_at(120, 200), frame(9)).track_ids) == expected, (appearance, who)
+
+
+def test_appearance_pairs_only_lost_tracks_and_mutual_best_leftovers():
+    """Pure stage: a track seen in the previous frame is not lost (its person is not hidden);
+    pairs must be each other's best, above the threshold; matched rows and columns stay out."""
+    from corrtrack.pipeline.tracker import _Track, appearance_matches
+
+    tracks = [_Track(i, pose_at(100 + 50 * i, 200), frame, hits=5) for i, frame in enumerate([8, 9, 5, 5])]
+    cands = Poses.concat([pose_at(100 + 50 * i, 200) for i in range(4)])
+    e = np.eye(4)
+    te = np.stack([e[0], e[1], 0.9 * e[2] + 0.436 * e[3], 0.8 * e[2] + 0.6 * e[3]])
+    ce = np.stack([e[0], e[1], e[2], e[3]])
+    asked = []
+
+    def rows_emb(rows):
+        asked.append(rows)
+        return te[rows]
+
+    got = appearance_matches(tracks, cands, [(0, 0)], np.ones(4, bool), TrackerConfig(appearance=0.75), 10,
+                             rows_emb, lambda cols: ce[cols])
+    # row 1 was seen at frame 9 (not lost); rows 2 and 3 both like candidate 2 best, row 2 more:
+    # row 3's best is taken, and candidate 3 (0.6 < 0.75 for row 3) stays unmatched.
+    assert got == [(2, 2)] and asked == [[2, 3]]
+    assert appearance_matches(tracks, cands, [(0, 0)], np.ones(4, bool), TrackerConfig(appearance=0.95), 10,
+                              rows_emb, lambda cols: ce[cols]) == []
+    # Rows 2 and 3 both look most like candidate 2; once row 2 has it, row 3's 0.8 with candidate 3 is
+    # above the threshold but not its best: a look-alike, left unmatched rather than guessed.
+    te[3] = 0.9 * e[2] + 0.436 * e[3]
+    te[2] = e[2]
+    ce[3] = 0.6 * e[2] + 0.8 * e[3]
+    sim = te[[2, 3]] @ ce[[2, 3]].T
+    assert sim[1, 1] > 0.75 and sim[1].argmax() == 0
+    assert appearance_matches(tracks, cands, [(0, 0)], np.ones(4, bool), TrackerConfig(appearance=0.75), 10,
+                              rows_emb, lambda cols: ce[cols]) == [(2, 2)]
+
+
 def test_a_fresher_track_wins_a_near_tie_against_one_kept_alive():
     """Person 0 is hidden from frame 1 on; its kept-alive track's maps land exactly on person 1 in
     front, whose own track (matched in frame 1) moves 2 px off: without the recency penalty the
