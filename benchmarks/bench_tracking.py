@@ -454,6 +454,7 @@ LATER_OPTIONS = {
     "rematch": lambda c: not c.rematch,
     "last_box_iou": lambda c: c.last_box_iou == 0,
     "appearance": lambda c: c.appearance == 0,
+    "appearance_over_tentative": lambda c: not c.appearance_over_tentative,
 }
 
 

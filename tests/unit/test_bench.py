@@ -260,6 +260,7 @@ def test_bench_tracking_cache_key_leaves_out_later_options_at_their_old_behaviou
         "d = TrackerConfig()\n"
         "assert b.config_key(d) == repr(d) and 'rematch=True' in repr(d)\n"
         "old = replace(d, confirmed_first=False, motion_prior=False, last_box_iou=0.0, appearance=0.0,\n"
+        "              appearance_over_tentative=False,\n"
         "              duplicate=replace(d.duplicate, rematch=False))\n"
         "k = b.config_key(old)\n"
         "assert not any(f in k for f in ('confirmed_first', 'motion_prior', 'motion_window', 'detect_every', 'rematch', 'last_box_iou', 'appearance'))\n"

@@ -453,6 +453,38 @@ def test_a_person_back_out_of_reach_of_pose_and_box_gets_the_id_back_by_appearan
         assert list(tracker.step(9, pose_at(120, 200), frame(9)).track_ids) == expected, (appearance, who)
 
 
+def test_a_lost_track_takes_its_person_back_from_a_tentative_track_by_appearance():
+    """The walker of the test above is hidden in frames 4 - 7; at 8 a partial detection of him (which
+    looks different: 0.6) starts a tentative track, which in frame 9 takes him in the first stage.
+    Confirmed tracks go first: the appearance stage lets his own lost track take him back."""
+    def moves(src, _a, dst, _b, poses):
+        kp = poses.keypoints.copy()
+        kp[..., 0] += (10.0 if src < 4 else 0.0) if dst - src == 1 else 200.0
+        moved = poses.replace(keypoints=kp)
+        return moved, gaussian_maps(moved, sigma=1.0)
+
+    looks = {f: np.array([1.0, 0.0]) for f in range(10)}
+    looks[8] = np.array([0.6, 0.8])
+
+    def embed(image, boxes):
+        return np.stack([looks[int(image[0, 0, 0])]] * len(boxes))
+
+    def frame(f):
+        im = IMAGE.copy()
+        im[0, 0, 0] = f
+        return im
+
+    for over, expected in [(True, [0]), (False, [1])]:
+        cfg = TrackerConfig(recovery=NO_RECOVERY, appearance_over_tentative=over)
+        tracker = Tracker(cfg, correspond=moves, embed=embed)
+        for f in range(4):
+            assert list(tracker.step(f, pose_at(150 + 10 * f, 200), frame(f)).track_ids) == [0]
+        for f in range(4, 8):
+            assert len(tracker.step(f, Poses.empty("coco17"), frame(f))) == 0
+        assert list(tracker.step(8, pose_at(120, 200), frame(8)).track_ids) == [1]
+        assert list(tracker.step(9, pose_at(120, 200), frame(9)).track_ids) == expected, over
+
+
 def test_appearance_pairs_only_lost_tracks_and_mutual_best_leftovers():
     """Pure stage: a track seen in the previous frame is not lost (its person is not hidden);
     pairs must be each other's best, above the threshold; matched rows and columns stay out."""
