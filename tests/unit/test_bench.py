@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import subprocess
 import sys
 import time
@@ -125,13 +126,19 @@ def test_peak_rss_sees_an_allocation():
     with PeakRSS(interval=0.001) as base:
         pass
     with PeakRSS(interval=0.001) as rss:
-        a = np.ones(80 * 2 ** 20 // 8)  # 80 MiB, touched
+        # 80 MiB of a fresh anonymous mapping, every page touched: new resident pages for certain
+        # (np.ones could be served from freed heap pages that are still resident: both peaks equal,
+        # seen in fresh-check).
+        m = mmap.mmap(-1, 80 * 2 ** 20)
+        a = np.frombuffer(m, np.uint8)
+        a[:] = 1
         # Give the sampling thread time while the array is alive: on a loaded machine it may not run
         # for a while (a fixed 50 ms sleep was not enough twice in fresh-check).
         deadline = time.monotonic() + 10
         while rss.peak - base.peak <= 60 * 2 ** 20 and time.monotonic() < deadline:
             time.sleep(0.01)
         del a
+        m.close()
     if rss._thread is None or base._thread is None:
         # /proc/self/statm could not be read at that moment: both fell back to the lifetime peak
         # (seen once in fresh-check, both peaks equal), which an earlier, larger test may hold.
