@@ -213,7 +213,7 @@ class TrackerConfig:
     # best (0: off; the stage needs ``Tracker.embed``). Why: a person hidden for a while can come
     # back where neither the correspondences of the last pose nor the motion prior reach, e.g.
     # after turning round behind someone; looks are the cue left. On vtest.avi (frame 358) a walker
-    # hidden 9 frames behind a passer-by came back turned towards the camera: his track scored 0.06
+    # hidden 9 frames (the sign, a passer-by) came back turned towards the camera: his track scored 0.06
     # (threshold 0.07) and he got a new id; his crops' cosine is 0.80 (others <= 0.74).
     # Validation suites (seed 321 / 777, 12 sequences each), ID switches without -> 0.8 -> 0.75:
     # corr 453 -> 442 -> 433 / 478 -> 472 -> 469, corr+rec 531 -> 531 -> 507 / 527 -> 523 -> 523,
