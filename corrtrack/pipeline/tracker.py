@@ -498,7 +498,8 @@ class Tracker:
         needs_image = (cfg.similarity in ("corr", "flow", "reid") or cfg.recovery.enabled or not detected
                        or self._uses_appearance)
         if needs_image and image is None:
-            raise ValueError(f"the {cfg.similarity} tracker (recovery {cfg.recovery.enabled}) needs the frame image")
+            raise ValueError(f"the {cfg.similarity} tracker (recovery {cfg.recovery.enabled}, appearance stage "
+                             f"{self._uses_appearance}) needs the frame image")
         if detected:
             self._layout, self._since_detection = candidates.layout, 0
         else:
@@ -580,8 +581,13 @@ class Tracker:
                 return np.stack([live[r].embedding for r in rows])
 
             firm = [(r, c) for r, c in matches if not (cfg.appearance_over_tentative and tier[r])]
+            def candidate_embeddings(cols: list[int]) -> np.ndarray:
+                if cand_emb is not None:  # the reid similarity embedded every candidate already
+                    return cand_emb[cols]
+                return self._timed("appearance", self.embed, image, candidates.boxes[cols])
+
             found = appearance_matches(live, candidates, firm, keep, cfg, index, track_embeddings,
-                                       lambda cols: self._timed("appearance", self.embed, image, candidates.boxes[cols]))
+                                       candidate_embeddings)
             taken = {c for _, c in found}
             matches = [(r, c) for r, c in matches if c not in taken] + found
         ids = np.full(len(candidates), -1, np.int64)
