@@ -37,6 +37,9 @@ def corr_cmd(
                                              "pseudolabel` writes); 0 = the paper's warps only."),
     temporal_max_frames: int = typer.Option(12, "--temporal-max-frames",
                                             help="Farthest apart two frames of a real pair may be."),
+    occlude_prob: float = typer.Option(0.0, "--occlude-prob", min=0.0, max=1.0,
+                                       help="Share of samples whose second image gets a person from another "
+                                            "frame pasted over one of its people (occlusion by a passer-by)."),
     seed: int = typer.Option(0, help="Seed: same seed and data give the same model."),
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
     workers: int = typer.Option(2, help="Data loading processes."),
@@ -70,7 +73,8 @@ def corr_cmd(
     cfg = CorrTrainConfig(annotations=tuple(map(str, annotations)), images=tuple(map(str, images)), out_dir=str(out),
                           net=net, steps_siamese=steps_siamese, steps_refine=steps_refine, batch_size=batch_size,
                           lr=lr, refine_sigma=refine_sigma, init_from=str(init_from) if init_from else "",
-                          temporal_prob=temporal_prob, temporal_max_frames=temporal_max_frames, seed=seed,
+                          temporal_prob=temporal_prob, temporal_max_frames=temporal_max_frames,
+                          occlude_prob=occlude_prob, seed=seed,
                           device=device, workers=workers, checkpoint_every=checkpoint_every)
     path = train_corr(cfg, resume=resume, stop_after=stop_after)
     if path.is_file():

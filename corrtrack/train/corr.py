@@ -19,6 +19,15 @@ occlusion, which affine warps never show. A joint unlabelled in the other
 frame has no known position (hidden, or the labeller missed it) and is left
 out of the loss rather than trained towards zero.
 
+Optionally (``occlude_prob`` > 0; off by default) the second image of a
+sample gets a person from another labelled frame pasted over one of its
+people (``paste_occluder``): the target's joints under the paste become
+all-zero targets and the pasted person's own joints are distractors. This is
+what people crossing do to correspondences (the synthetic benchmark's crossing
+and occluder presets) and what neither a warp nor the few crossings in our
+real frame pairs show often; it needs no segmentation masks, which only the
+benchmark's own people have here.
+
 Determinism and exact resume: the record and the warp of the i-th sample of
 the run are functions of (seed, i) alone (``StepSampler`` hands each rank its
 slice of every global batch, the role DistributedSampler plays, but it can
@@ -78,6 +87,7 @@ class CorrTrainConfig:
     init_from: str = ""  # a saved model whose Siamese weights start the run (then e.g. --steps-siamese 0)
     temporal_prob: float = 0.0  # share of samples that are real frame pairs (needs source + frame_index)
     temporal_max_frames: int = 12  # the farthest two frames of a real pair may be apart
+    occlude_prob: float = 0.0  # share of samples whose second image gets a person pasted over one of its people
     max_persons: int = 8
     min_keypoints: int = 4  # people with fewer labelled joints are skipped
     seed: int = 0
@@ -94,6 +104,8 @@ class CorrTrainConfig:
             raise CorrtrackError("training: steps must be >= 0 and not both 0")
         if not 0.0 <= self.temporal_prob <= 1.0 or self.temporal_max_frames < 1:
             raise CorrtrackError("training: temporal_prob must be in [0, 1] and temporal_max_frames >= 1")
+        if not 0.0 <= self.occlude_prob <= 1.0:
+            raise CorrtrackError("training: occlude_prob must be in [0, 1]")
 
     @property
     def total_steps(self) -> int:
@@ -243,6 +255,49 @@ def sample_affine(rng: np.random.Generator, width: int, height: int, cfg: WarpCo
     return np.hstack([a, (c + t - a @ c)[:, None]])
 
 
+def paste_occluder(img: np.ndarray, target_box: np.ndarray, donor: np.ndarray, donor_box: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Paste the person in ``donor_box`` of image ``donor`` over the person in ``target_box`` of ``img``
+    (in place); returns the (H, W) mask of the pixels it covers.
+
+    The donor is scaled to the target's height (x0.8-1.2) and shifted sideways by up to 0.6 of the
+    target's width, as a passer-by is. Its alpha is an ellipse inscribed in its box (a person is
+    narrower than a box; less of the donor's background comes along), feathered at the rim; the mask
+    is where alpha >= 0.5.
+    """
+    import cv2
+
+    h, w = img.shape[:2]
+    dh, dw = donor.shape[:2]
+    x1, y1, x2, y2 = donor_box
+    pad = 0.1 * (x2 - x1)
+    x1, x2 = int(max(0, x1 - pad)), int(min(dw, np.ceil(x2 + pad)))
+    y1, y2 = int(max(0, y1)), int(min(dh, np.ceil(y2)))
+    tw, th = target_box[2] - target_box[0], target_box[3] - target_box[1]
+    if x2 - x1 < 4 or y2 - y1 < 4 or tw < 2 or th < 2:
+        return np.zeros((h, w), bool)
+    s = th * rng.uniform(0.8, 1.2) / (y2 - y1)
+    pw, ph = max(2, round((x2 - x1) * s)), max(2, round((y2 - y1) * s))
+    patch = cv2.resize(donor[y1:y2, x1:x2], (pw, ph), interpolation=cv2.INTER_LINEAR)
+    cx = (target_box[0] + target_box[2]) / 2 + rng.uniform(-0.6, 0.6) * tw
+    cy = (target_box[1] + target_box[3]) / 2 + rng.uniform(-0.25, 0.25) * th
+    px, py = round(cx - pw / 2), round(cy - ph / 2)
+    yy, xx = np.mgrid[0:ph, 0:pw]
+    r2 = ((xx + 0.5) / pw * 2 - 1) ** 2 + ((yy + 0.5) / ph * 2 - 1) ** 2
+    alpha = np.clip((1.0 - r2) * 4.0, 0.0, 1.0).astype(np.float32)
+    # the part of the patch that lands on the image
+    ax1, ay1, ax2, ay2 = max(0, px), max(0, py), min(w, px + pw), min(h, py + ph)
+    mask = np.zeros((h, w), bool)
+    if ax2 <= ax1 or ay2 <= ay1:
+        return mask
+    a = alpha[ay1 - py:ay2 - py, ax1 - px:ax2 - px, None]
+    region = img[ay1:ay2, ax1:ax2].astype(np.float32)
+    src = patch[ay1 - py:ay2 - py, ax1 - px:ax2 - px].astype(np.float32)
+    img[ay1:ay2, ax1:ax2] = np.round(a * src + (1 - a) * region).astype(img.dtype)
+    mask[ay1:ay2, ax1:ax2] = a[..., 0] >= 0.5
+    return mask
+
+
 class PairDataset(torch.utils.data.Dataset):
     """Sample i of the run -> (image, second image, keypoints in both, on the feature grid).
 
@@ -269,6 +324,25 @@ class PairDataset(torch.utils.data.Dataset):
         if rng.random() >= self.cfg.temporal_prob:
             return None
         return self.partners[ri][int(rng.integers(len(self.partners[ri])))]
+
+    def _occlude(self, img2: np.ndarray, kp2: np.ndarray, present: np.ndarray, i: int) -> np.ndarray:
+        """With ``occlude_prob``, paste a person over one of img2's people (in place); the joints it hides."""
+        hidden = np.zeros(present.shape, bool)
+        rng = np.random.default_rng([self.cfg.seed, 3, i])  # its own stream, as in ``_partner``
+        if rng.random() >= self.cfg.occlude_prob:
+            return hidden
+        who = np.flatnonzero(present.sum(1) >= self.cfg.min_keypoints)
+        if not len(who):
+            return hidden
+        t = int(rng.choice(who))
+        pts = kp2[t][present[t]]
+        donor = self.records[int(rng.integers(len(self.records)))]
+        donor_box = donor.boxes[int(rng.integers(len(donor.boxes)))]
+        mask = paste_occluder(img2, np.r_[pts.min(0), pts.max(0)], read_rgb(donor.path), donor_box, rng)
+        h, w = mask.shape
+        xi = np.clip(np.round(kp2[..., 0]).astype(int), 0, w - 1)
+        yi = np.clip(np.round(kp2[..., 1]).astype(int), 0, h - 1)
+        return present & mask[yi, xi]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         import cv2
@@ -304,6 +378,7 @@ class PairDataset(torch.utils.data.Dataset):
             kp2 = other[..., :2]
             known = valid & (to_j[chosen, None] >= 0) & (other[..., 2] > 0)
         present = known & inside_image(kp2, w, h)
+        present &= ~self._occlude(img2, kp2, present, i)
         lb = Letterbox.fit(w, h, self.size, square=True)  # square: a batch needs one canvas size
         p, pm = len(kps), self.cfg.max_persons
         g1 = np.zeros((pm, self.k, 2), np.float32)
