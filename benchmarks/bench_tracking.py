@@ -455,6 +455,7 @@ LATER_OPTIONS = {
     "last_box_iou": lambda c: c.last_box_iou == 0,
     "appearance": lambda c: c.appearance == 0,
     "appearance_over_tentative": lambda c: not c.appearance_over_tentative,
+    "recovered_overlap_iou": lambda c: c.recovered_overlap_iou == 0,
 }
 
 

@@ -229,6 +229,16 @@ class TrackerConfig:
     # corr 433 -> 436 / 469 -> 469, corr+rec 507 -> 508 / 523 -> 523, OKS 771 -> 712 / 974 -> 731,
     # flow 580 -> 552 / 610 -> 558.
     appearance_over_tentative: bool = True
+    # A detection left unmatched starts no track where its box overlaps, by IoU >= this, a recovered
+    # pose that continues a track this frame (0: off). Why: recovery re-estimates a person's pose
+    # in a box around their propagated joints when the detector's pose there does not match them;
+    # the detector's box is then the same person, with joints that stray onto whoever overlaps
+    # them. As a new track that second pose competes with the person's own track once the two
+    # cross. On vtest.avi (frame 498) a walker passing between two men got a detection whose head
+    # was on the man behind: his track kept its recovered pose (box IoU 0.86 with the detection),
+    # the detection started a track that took him at 500 and for good at 503, and his old id went to
+    # the man in black.
+    recovered_overlap_iou: float = 0.5
 
     def __post_init__(self) -> None:
         if self.similarity not in DEFAULT_THRESHOLDS:
@@ -397,6 +407,21 @@ def last_box_matches(tracks: Sequence[_Track], candidates: Poses, matches: list[
         return []
     iou = iou_matrix(np.stack([tracks[r].pose.boxes[0] for r in rows]), candidates.boxes[cols])
     return [(rows[i], cols[j]) for i, j in greedy_match(iou, config.last_box_iou)]
+
+
+def covered_by_recovered(candidates: Poses, matches: list[tuple[int, int]], keep: np.ndarray,
+                         config: TrackerConfig) -> np.ndarray:
+    """Columns of detected candidates left unmatched whose box overlaps a matched recovered pose's
+    box by IoU >= ``recovered_overlap_iou`` (``TrackerConfig.recovered_overlap_iou``): they start
+    no track."""
+    out = np.zeros(len(candidates), bool)
+    used = {c for _, c in matches}
+    rec = [c for c in used if candidates.origin[c] == RECOVERED]
+    free = [c for c in range(len(candidates)) if c not in used and keep[c] and candidates.origin[c] != RECOVERED]
+    if config.recovered_overlap_iou > 0 and rec and free:
+        iou = iou_matrix(candidates.boxes[free], candidates.boxes[rec])
+        out[np.asarray(free)[iou.max(1) >= config.recovered_overlap_iou]] = True
+    return out
 
 
 def appearance_matches(tracks: Sequence[_Track], candidates: Poses, matches: list[tuple[int, int]],
@@ -590,6 +615,7 @@ class Tracker:
                                        candidate_embeddings)
             taken = {c for _, c in found}
             matches = [(r, c) for r, c in matches if c not in taken] + found
+        keep &= ~covered_by_recovered(candidates, matches, keep, cfg)
         ids = np.full(len(candidates), -1, np.int64)
         for r, c in matches:
             tr = live[r]

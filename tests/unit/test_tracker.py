@@ -862,3 +862,43 @@ def test_velocity_is_the_least_squares_slope_of_the_path():
     np.testing.assert_allclose(velocity([(0, 0, 0), (1, 10, 0), (2, 20, 0), (3, 36, 0)]), [11.8, 0])
     with pytest.raises(ValueError, match="motion_window"):
         TrackerConfig(motion_window=1)
+
+
+def test_a_detection_over_a_recovered_pose_starts_no_track():
+    """Pure rule: only unmatched detected candidates, only over a *matched* recovered pose, at IoU >= the
+    threshold; 0 turns it off."""
+    from corrtrack.pipeline.tracker import covered_by_recovered
+
+    cands = Poses.concat([pose_at(100, 200), pose_at(104, 200), pose_at(300, 200), pose_at(500, 200),
+                          pose_at(503, 200)])
+    cands = cands.replace(origin=np.array([0, RECOVERED, 0, RECOVERED, 0], np.int8))
+    keep = np.ones(5, bool)
+    # 0 lies over matched recovered 1; 2 is alone; 4 lies over recovered 3, which no track took.
+    got = covered_by_recovered(cands, [(0, 1)], keep, TrackerConfig())
+    assert got.tolist() == [True, False, False, False, False]
+    assert not covered_by_recovered(cands, [(0, 1), (1, 0)], keep, TrackerConfig()).any()  # 0 is matched
+    assert not covered_by_recovered(cands, [(0, 1)], keep, TrackerConfig(recovered_overlap_iou=0)).any()
+    assert not covered_by_recovered(cands, [(0, 1)], keep, TrackerConfig(recovered_overlap_iou=0.99)).any()
+
+
+@pytest.mark.parametrize("rule", [True, False])
+def test_a_stray_detection_of_a_recovered_person_is_not_a_second_person(rule):
+    """The detector's pose of person 0 at frame 5 has its upper body on someone behind him (shifted
+    up): it does not match his track, so recovery re-estimates him in his propagated box and his track
+    takes that. The stray detection covers the same box: it starts no track (else a second id for him)."""
+    world = World({f: {0: (100 + 5 * f, 200)} for f in range(8)})
+    cfg = TrackerConfig(similarity="oks", recovered_overlap_iou=0.5 if rule else 0.0)
+    tracker = Tracker(cfg, correspond=world.correspond, estimate=world.estimate)
+    for f in range(8):
+        world.frame = f
+        det, _ = world.detections(f)
+        if f == 5:
+            kp = det.keypoints.copy()
+            kp[0, :11, 1] -= 35  # head, shoulders, arms
+            det = Poses(kp, "coco17")  # its box around the joints: IoU ~0.7 with the recovered pose's
+        out = tracker.step(f, det, IMAGE)
+        if f == 5:
+            assert RECOVERED in out.origin.tolist()  # the track kept its person through recovery
+            assert len(out) == (1 if rule else 2)
+        else:
+            assert len(out) == 1 and out.track_ids[0] == 0
