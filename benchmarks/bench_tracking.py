@@ -456,6 +456,7 @@ LATER_OPTIONS = {
     "appearance": lambda c: c.appearance == 0,
     "appearance_over_tentative": lambda c: not c.appearance_over_tentative,
     "recovered_overlap_iou": lambda c: c.recovered_overlap_iou == 0,
+    "reach": lambda c: c.reach == 0,
 }
 
 

@@ -105,6 +105,9 @@ def register(app: typer.Typer) -> None:
                                                     help="A detection left over whose box overlaps a recovered "
                                                     "pose that continues a track at least this much starts no "
                                                     "track: it is the same person (0: off)."),
+        reach: float = typer.Option(TrackerConfig.reach, "--reach", min=0.0,
+                                    help="A track whose person has been hidden scores 0 against anyone farther "
+                                    "than (1 + REACH x frames hidden) box heights from its last box (0: off)."),
         joint_threshold: float = typer.Option(TrackerConfig.output_joint_thresh, "--joint-threshold", min=0.0, max=1.0,
                                               help="Joints below this score are not written."),
         pose_model: str = typer.Option("auto", "--pose-model",
@@ -161,7 +164,8 @@ def register(app: typer.Typer) -> None:
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
             detect_every=detect_every, motion_prior=motion_prior, confirmed_first=confirmed_first,
-            last_box_iou=last_box_iou, appearance=appearance, recovered_overlap_iou=recovered_overlap_iou)
+            last_box_iou=last_box_iou, appearance=appearance, recovered_overlap_iou=recovered_overlap_iou,
+            reach=reach)
         config = RunConfig(tracker=tracker, pose=replace(pose_config(pose_model), candidate_memory=candidate_memory),
                            render=render, start=start,
                            end=end, device=device, progress=not quiet,

@@ -309,6 +309,11 @@ def test_recovered_overlap_iou_option_reaches_the_tracker_config(cli, tmp_path, 
     assert _track_many_args(cli, tmp_path, monkeypatch, *args)["config"].tracker.recovered_overlap_iou == 0.0
 
 
+def test_reach_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.reach == 0.2
+    assert _track_many_args(cli, tmp_path, monkeypatch, "--reach", "0")["config"].tracker.reach == 0.0
+
+
 def test_ray_not_installed_is_a_clear_error(cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     walkers_avi(tmp_path / "a.avi", 2)

@@ -902,3 +902,34 @@ def test_a_stray_detection_of_a_recovered_person_is_not_a_second_person(rule):
             assert len(out) == (1 if rule else 2)
         else:
             assert len(out) == 1 and out.track_ids[0] == 0
+
+
+def test_a_lost_track_cannot_take_someone_farther_than_its_person_can_have_walked():
+    from corrtrack.pipeline.tracker import _Track, out_of_reach
+
+    # box height 100 (pose_at): a track seen 1 frame ago is never gated; one lost for 5 frames reaches
+    # (1 + 0.2 x 5) = 2 heights, i.e. 200 px
+    tracks = [_Track(0, pose_at(100, 200), 9), _Track(1, pose_at(100, 200), 5)]
+    cands = Poses.concat([pose_at(290, 200), pose_at(320, 200)])
+    got = out_of_reach(tracks, cands, np.array([1.0, 5.0]), 0.2)
+    assert got.tolist() == [[False, False], [False, True]]
+    # In the tracker: person 0 is hidden for 5 frames while a stranger appears 300 px away, and the
+    # correspondences of the lost track land on him. With the gate he gets a new id.
+    for reach, same in ((0.2, False), (0.0, True)):
+        world = World({f: ({0: (100, 200)} if f < 3 else {}) | ({1: (400, 200)} if f >= 8 else {}) for f in range(10)})
+
+        def correspond(src, _si, dst, _di, poses):
+            kp = poses.keypoints.copy()
+            if dst >= 8:
+                kp[:, :, 0] += 300  # the maps of a long-lost pose "land on anyone"
+            moved = poses.replace(keypoints=kp)
+            return moved, gaussian_maps(moved, sigma=1.5)
+
+        cfg = TrackerConfig(reach=reach, recovery=NO_RECOVERY, motion_prior=False, appearance=0)
+        tracker = Tracker(cfg, correspond=correspond)
+        ids = {}
+        for f in range(10):
+            det, gts = world.detections(f)
+            out = tracker.step(f, det, IMAGE)
+            ids.update({(g, f): int(t) for g, t in zip(gts, out.track_ids)})
+        assert (ids[(1, 8)] == ids[(0, 0)]) == same, reach
