@@ -408,15 +408,19 @@ def out_of_reach(tracks: Sequence[_Track], candidates: Poses, gaps: np.ndarray, 
     return (gaps >= 2)[:, None] & (dist > (1 + reach * gaps)[:, None] * height)
 
 
+def free_detections(candidates: Poses, matches: list[tuple[int, int]], keep: np.ndarray) -> list[int]:
+    """Columns of detected (not recovered) candidates neither in ``matches`` nor dropped."""
+    used = {c for _, c in matches}
+    return [c for c in range(len(candidates)) if c not in used and keep[c] and candidates.origin[c] != RECOVERED]
+
+
 def leftovers(tracks: Sequence[_Track], candidates: Poses, matches: list[tuple[int, int]],
               keep: np.ndarray, config: TrackerConfig) -> tuple[list[int], list[int]]:
     """What a later matching stage may pair: rows of confirmed tracks not in ``matches``, columns of
     detected candidates neither matched nor dropped."""
-    used_r, used_c = {r for r, _ in matches}, {c for _, c in matches}
+    used_r = {r for r, _ in matches}
     rows = [r for r, tr in enumerate(tracks) if r not in used_r and config.confirmed(tr.hits)]
-    cols = [c for c in range(len(candidates))
-            if c not in used_c and keep[c] and candidates.origin[c] != RECOVERED]
-    return rows, cols
+    return rows, free_detections(candidates, matches, keep)
 
 
 def last_box_matches(tracks: Sequence[_Track], candidates: Poses, matches: list[tuple[int, int]],
@@ -436,9 +440,8 @@ def covered_by_recovered(candidates: Poses, matches: list[tuple[int, int]], keep
     box by IoU >= ``recovered_overlap_iou`` (``TrackerConfig.recovered_overlap_iou``): they start
     no track."""
     out = np.zeros(len(candidates), bool)
-    used = {c for _, c in matches}
-    rec = [c for c in used if candidates.origin[c] == RECOVERED]
-    free = [c for c in range(len(candidates)) if c not in used and keep[c] and candidates.origin[c] != RECOVERED]
+    rec = [c for _, c in matches if candidates.origin[c] == RECOVERED]
+    free = free_detections(candidates, matches, keep)
     if config.recovered_overlap_iou > 0 and rec and free:
         iou = iou_matrix(candidates.boxes[free], candidates.boxes[rec])
         out[np.asarray(free)[iou.max(1) >= config.recovered_overlap_iou]] = True
