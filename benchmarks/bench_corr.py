@@ -2,7 +2,7 @@
 
     CORRTRACK_HOME=... .venv/bin/python benchmarks/bench_corr.py [--model PATH] [--pairs 12]
         [--sets a,b,c] [--synth DIR] [--teacher-cache FILE] [--anchors 48] [--skip-speed]
-        [--skip-accuracy] [--threads 2] [--speed-sizes 512,384,320] [--speed-threads 1,2] [--speed-pck]
+        [--skip-accuracy] [--trained-only] [--threads 2] [--speed-sizes 512,384,320] [--speed-threads 1,2] [--speed-pck]
 
 Accuracy (set (a) of issue 6): the real annotated images, none of which the
 shipped model saw in training (it was trained on pseudo-labelled video frames):
@@ -114,10 +114,10 @@ def dis_flow(a_rgb, b_rgb, kp):
     return kp[..., :2] + np.stack([fx, fy], -1).reshape(kp.shape[:-1] + (2,))
 
 
-def accuracy(nets: dict, pairs: int, seed: int):
+def accuracy(nets: dict, pairs: int, seed: int, flow: bool = True):
     people = load_people()
     warp = WarpConfig()
-    methods = list(nets) + ["DIS optical flow"]
+    methods = list(nets) + (["DIS optical flow"] if flow else [])
     hits = {m: [] for m in methods}
     hits_h = {m: [] for m in methods}
     trunc = {m: ([], []) for m in nets}  # (visible maxima, truncated maxima)
@@ -145,7 +145,8 @@ def accuracy(nets: dict, pairs: int, seed: int):
                 conf = moved.keypoints[..., 2]
                 trunc[mname][0].extend(conf[present].tolist())
                 trunc[mname][1].extend(conf[valid & ~present].tolist())
-            preds["DIS optical flow"] = dis_flow(img, img2, kp)
+            if flow:
+                preds["DIS optical flow"] = dis_flow(img, img2, kp)
             for mname, p in preds.items():
                 err = np.linalg.norm(p - gt, axis=-1)
                 ok = present & np.isfinite(box)[:, None]
@@ -356,7 +357,8 @@ def _read_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
     return out
 
 
-def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairConfig(), sources=REAL_SOURCES):
+def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairConfig(), sources=REAL_SOURCES,
+                  flow: bool = True):
     """Set (c): PCK@0.1 (of the longer side of the teacher's box in frame b) per gap and source, for the
     teacher's confident joints of unambiguous people. Returns (methods, hits {(method, gap, source): [bool]},
     counts {(gap, source): [pairs, people]}, people {(gap, source): [person id of each scored joint]}; the
@@ -366,7 +368,7 @@ def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairCo
     from corrtrack.pipeline.pose import PoseConfig, TopDownPoseEstimator
 
     detector, estimator = Detector(device="cpu"), TopDownPoseEstimator(PoseConfig(model="thunder"), device="cpu")
-    methods = list(nets) + ["DIS optical flow"]
+    methods = list(nets) + (["DIS optical flow"] if flow else [])
     hits: dict = {}
     counts: dict = {}
     people: dict = {}
@@ -417,7 +419,8 @@ def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairCo
                     moved, _ = propagate(net, None, None, poses, feats_a=feats[untr, a], feats_b=feats[untr, b],
                                          use_refinement=refine)
                     preds[mname] = moved.keypoints[..., :2]
-                preds["DIS optical flow"] = dis_flow(frames[a], frames[b], kp)
+                if flow:
+                    preds["DIS optical flow"] = dis_flow(frames[a], frames[b], kp)
                 for mname, p in preds.items():
                     err = np.linalg.norm(p - dst_kp[..., :2], axis=-1)
                     ok = err[both] <= 0.1 * np.broadcast_to(side[:, None], err.shape)[both]
@@ -540,6 +543,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--trained-only", action="store_true",
+                    help="score only the model (with and without refinement), not the untrained backbone and DIS "
+                         "optical flow: about half the time, for comparing trained models")
     ap.add_argument("--sets", default="a,b,c", help="accuracy sets to run: a (affine pairs), b (synthetic sequences), "
                                                  "c (real video pairs against the teacher)")
     ap.add_argument("--synth", type=Path, default=ROOT / "out" / "bench_corr_synth",
@@ -561,11 +567,13 @@ def main() -> None:
     if not args.skip_accuracy:
         torch.manual_seed(0)
         untrained = CorrespondenceNet(CorrNetConfig()).eval()
-        nets = {"trained + refinement": trained, "trained, without refinement": trained,
-                "untrained (ImageNet backbone)": untrained}
+        nets = {"trained + refinement": trained, "trained, without refinement": trained}
+        if not args.trained_only:
+            nets["untrained (ImageNet backbone)"] = untrained
+    flow = not args.trained_only
     if not args.skip_accuracy and "a" in sets:
         t = time.time()
-        methods, hits, hits_h, trunc = accuracy(nets, args.pairs, args.seed)
+        methods, hits, hits_h, trunc = accuracy(nets, args.pairs, args.seed, flow)
         n = len(hits[methods[0]])
         print(f"\nHeld-out affine pairs: COCO 4 images + PoseTrack18 3 frames (28 people), {args.pairs} warps each, "
               f"{n} joints in frame ({time.time() - t:.0f} s)\n")
@@ -589,7 +597,7 @@ def main() -> None:
             generate_suite(args.synth, "crossing", seed=123, overrides={"num_sequences": 3, "num_frames": 60})
         t = time.time()
         gaps = (1, 5, 10)
-        methods, hits, hits_h, occl = accuracy_synth(nets, args.synth, gaps)
+        methods, hits, hits_h, occl = accuracy_synth(nets, args.synth, gaps, flow)
         seed = json.loads((args.synth / "suite.json").read_text()).get("seed")
         print(f"\nSynthetic sequences {args.synth} (seed {seed}), joints visible in both frames, "
               f"{', '.join(f'gap {g}: {len(hits[methods[0], g])}' for g in gaps)} joints ({time.time() - t:.0f} s)\n")
@@ -608,7 +616,7 @@ def main() -> None:
     if not args.skip_accuracy and "c" in sets:
         t = time.time()
         cfg = dataclasses.replace(RealPairConfig(), anchors_per_source=args.anchors)
-        methods, hits, counts, people = accuracy_real(nets, args.teacher_cache, cfg)
+        methods, hits, counts, people = accuracy_real(nets, args.teacher_cache, cfg, flow=flow)
         srcs = [s for s in REAL_SOURCES if any(counts.get((g, s), [0])[0] for g in cfg.gaps)]
         pool = lambda m, g, ss=REAL_SOURCES: [h for s in ss for h in hits.get((m, g, s), [])]  # noqa: E731
         print(f"\nReal video pairs vs the teacher (NanoDet + MoveNet thunder), frames with index % {TRAIN_EVERY} "
