@@ -114,10 +114,15 @@ def dis_flow(a_rgb, b_rgb, kp):
     return kp[..., :2] + np.stack([fx, fy], -1).reshape(kp.shape[:-1] + (2,))
 
 
+def method_names(nets: dict, flow: bool) -> list[str]:
+    """The rows of an accuracy table: the networks, then DIS optical flow unless ``flow`` is off."""
+    return list(nets) + (["DIS optical flow"] if flow else [])
+
+
 def accuracy(nets: dict, pairs: int, seed: int, flow: bool = True):
     people = load_people()
     warp = WarpConfig()
-    methods = list(nets) + (["DIS optical flow"] if flow else [])
+    methods = method_names(nets, flow)
     hits = {m: [] for m in methods}
     hits_h = {m: [] for m in methods}
     trunc = {m: ([], []) for m in nets}  # (visible maxima, truncated maxima)
@@ -190,7 +195,7 @@ def synth_pairs(suite: Path, gaps=(1, 5, 10), every: int = 3):
 def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10), flow: bool = True):
     """PCK@0.1 (of the longer side of the GT box in frame b) and PCKh@0.5 per gap, on joints visible in
     both frames; map maxima of joints visible in both vs joints visible in a that are hidden or gone in b."""
-    methods = list(nets) + (["DIS optical flow"] if flow else [])
+    methods = method_names(nets, flow)
     hits = {(m, g): [] for m in methods for g in gaps}
     hits_h = {(m, g): [] for m in methods for g in gaps}
     occl = {m: ([], []) for m in nets}
@@ -368,7 +373,7 @@ def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairCo
     from corrtrack.pipeline.pose import PoseConfig, TopDownPoseEstimator
 
     detector, estimator = Detector(device="cpu"), TopDownPoseEstimator(PoseConfig(model="thunder"), device="cpu")
-    methods = list(nets) + (["DIS optical flow"] if flow else [])
+    methods = method_names(nets, flow)
     hits: dict = {}
     counts: dict = {}
     people: dict = {}
@@ -565,11 +570,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     trained = CorrespondenceNet.load(args.model)
     if not args.skip_accuracy:
-        torch.manual_seed(0)
-        untrained = CorrespondenceNet(CorrNetConfig()).eval()
         nets = {"trained + refinement": trained, "trained, without refinement": trained}
         if not args.trained_only:
-            nets["untrained (ImageNet backbone)"] = untrained
+            torch.manual_seed(0)
+            nets["untrained (ImageNet backbone)"] = CorrespondenceNet(CorrNetConfig()).eval()
     flow = not args.trained_only
     if not args.skip_accuracy and "a" in sets:
         t = time.time()
