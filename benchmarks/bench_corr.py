@@ -114,6 +114,16 @@ def dis_flow(a_rgb, b_rgb, kp):
     return kp[..., :2] + np.stack([fx, fy], -1).reshape(kp.shape[:-1] + (2,))
 
 
+def trained_nets(net) -> dict:
+    """The trained model's two rows: with the refinement module and without it (the same network)."""
+    return {"trained + refinement": net, "trained, without refinement": net}
+
+
+def uses_refinement(mname: str) -> bool:
+    """Whether the row ``mname`` of ``trained_nets`` reads the refined maps (the untrained backbone does not)."""
+    return mname.startswith("trained") and "without" not in mname
+
+
 def method_names(nets: dict, flow: bool) -> list[str]:
     """The rows of an accuracy table: the networks, then DIS optical flow unless ``flow`` is off."""
     return list(nets) + (["DIS optical flow"] if flow else [])
@@ -145,7 +155,7 @@ def accuracy(nets: dict, pairs: int, seed: int, flow: bool = True):
             for mname, net in nets.items():
                 fa, fb = frame_features(net, img), frame_features(net, img2)
                 moved, maps = propagate(net, None, None, poses, feats_a=fa, feats_b=fb,
-                                        use_refinement=mname.startswith("trained") and "without" not in mname)
+                                        use_refinement=uses_refinement(mname))
                 preds[mname] = moved.keypoints[..., :2]
                 conf = moved.keypoints[..., 2]
                 trunc[mname][0].extend(conf[present].tolist())
@@ -218,7 +228,7 @@ def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10), flow: bool = True):
                 if key not in cache:
                     cache[key] = frame_features(net, fr)
                 feats.append(cache[key])
-            refine = mname.startswith("trained") and "without" not in mname
+            refine = uses_refinement(mname)
             moved, _ = propagate(net, None, None, poses, feats_a=feats[0], feats_b=feats[1], use_refinement=refine)
             preds[mname] = moved.keypoints[..., :2]
             occl[mname][0].extend(moved.keypoints[..., 2][both].tolist())
@@ -420,7 +430,7 @@ def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairCo
                         if key not in feats:
                             feats[key] = frame_features(net, frames[i])
                     untr = mname.startswith("untrained")
-                    refine = mname.startswith("trained") and "without" not in mname
+                    refine = uses_refinement(mname)
                     moved, _ = propagate(net, None, None, poses, feats_a=feats[untr, a], feats_b=feats[untr, b],
                                          use_refinement=refine)
                     preds[mname] = moved.keypoints[..., :2]
@@ -570,7 +580,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     trained = CorrespondenceNet.load(args.model)
     if not args.skip_accuracy:
-        nets = {"trained + refinement": trained, "trained, without refinement": trained}
+        nets = trained_nets(trained)
         if not args.trained_only:
             torch.manual_seed(0)
             nets["untrained (ImageNet backbone)"] = CorrespondenceNet(CorrNetConfig()).eval()
@@ -692,8 +702,7 @@ def main() -> None:
             print("|---|---|---|")
             for size in sizes:
                 net = with_input_size(trained, size)
-                _, hits, _, _ = accuracy_synth({"trained + refinement": net, "trained, without refinement": net},
-                                               args.synth, flow=False)
+                _, hits, _, _ = accuracy_synth(trained_nets(net), args.synth, flow=False)
                 cell = lambda m: " / ".join(f"{100 * np.mean(hits[m, g]):.1f}" for g in (1, 5, 10))  # noqa: E731
                 print(f"| {size} | {cell('trained + refinement')} | {cell('trained, without refinement')} |")
 
