@@ -147,3 +147,68 @@ def test_resume_gives_the_same_model(tmp_path, data, stop):
     other = dataclasses.replace(part, lr=1e-4)
     with pytest.raises(CorrtrackError, match="another configuration"):
         train_corr(other)
+
+
+def test_refinement_loss_skips_padded_person_slots_without_changing_the_loss(tmp_path, data):
+    """Padded slots (no known joint) are left out of the refinement pass: with BatchNorm's statistics
+    fixed (eval), loss and gradients equal those of the refinement run over every slot."""
+    import torch.nn.functional as F
+
+    from corrtrack.models.corr_codec import encode_targets
+    from corrtrack.train.corr import _masked_mean
+
+    ann, img = data
+    cfg = _config(tmp_path, ann, img, max_persons=4)
+    batch = _fixed_batch(cfg, read_coco_records(ann, img))
+    assert not batch["known2"].any(-1).all()  # the test needs padded slots
+    torch.manual_seed(0)
+    net = CorrespondenceNet(cfg.net).eval()
+    with torch.no_grad():  # random head weights: the residual init would make the correction 0
+        net.refinement.head.weight.normal_(0, 0.3)
+
+    def grads(loss):
+        net.zero_grad()
+        loss.backward()
+        return [q.grad.clone() for q in net.refinement.parameters() if q.grad is not None]
+
+    loss, maps, _ = refinement_loss(net, batch, cfg.sigma)
+    got = grads(loss)
+    # the same loss over every slot, padded ones included (the code before the selection)
+    b, p, k, _ = batch["grid1"].shape
+    with torch.no_grad():
+        f = net.features(torch.cat([batch["img1"], batch["img2"]]).float().div_(255.0))
+        aff = net.affinity(f[:b], f[b:], batch["grid1"].reshape(b, p * k, 2))
+        h, w = aff.shape[-2:]
+        aff = aff.reshape(b, p, k, h, w) * batch["valid1"][..., None, None]
+    logits = net.refine_logits(f[:b], f[b:], aff)
+    t = encode_targets(batch["grid2"], batch["present2"], h, w, cfg.sigma)
+    ref = _masked_mean(F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((-1, -2)),
+                       batch["known2"])
+    torch.testing.assert_close(loss, ref)
+    for a, r in zip(got, grads(ref)):
+        torch.testing.assert_close(a, r)
+    slots = batch["known2"].reshape(b * p, k).any(-1)
+    torch.testing.assert_close(maps.reshape(b * p, k, h, w)[slots],
+                               torch.sigmoid(logits.detach()).reshape(b * p, k, h, w)[slots])
+    assert not maps.reshape(b * p, k, h, w)[~slots].any()
+
+    # A batch with nobody known still gives a (zero) loss with a graph, in training mode too.
+    net.refinement.train()
+    empty = dict(batch, known2=torch.zeros_like(batch["known2"]), present2=torch.zeros_like(batch["present2"]))
+    loss, _, _ = refinement_loss(net, empty, cfg.sigma)
+    assert loss.detach().item() == 0.0 and loss.requires_grad
+
+
+def test_refinement_stage_reads_the_frozen_siamese_through_the_cpu_inference_path():
+    from corrtrack.train.corr import _set_stage
+
+    torch.manual_seed(0)
+    net = CorrespondenceNet(CorrNetConfig(input_size=64, pretrained=False))
+    x = torch.rand(2, 3, 64, 64)
+    _set_stage(net, "siamese")
+    assert net.features(x).requires_grad  # the Siamese trains: eager, differentiable
+    _set_stage(net, "refine")
+    with torch.no_grad():
+        fast = net.features(x)
+        assert len(net._features._traces) == 1  # the frozen (ONNX Runtime / TorchScript) path ran
+        torch.testing.assert_close(fast, net._eager_features(x), atol=1e-4, rtol=1e-3)
