@@ -28,6 +28,10 @@ vtest.avi background; the training used another seed's sequences for model
 selection only). Exact GT: joints visible in both frames are scored, PCK@0.1 of
 the longer side of the person's GT box in the second frame and PCKh@0.5.
 Occlusion: map maxima of joints visible in both vs joints hidden or gone.
+Misses at gaps 5 and 10 by mode (``failure_modes``: on another person, on the own
+mirrored joint, a near miss, on another own joint, elsewhere) and the share of
+joints whose truth is among their map's 3 highest peaks: what the refinement could
+win by choosing a better peak.
 
 Truncation: the maximum of each joint's map for joints the warp moved out of
 the frame vs joints that stayed in; reported as both means and the AUC (the
@@ -202,10 +206,62 @@ def synth_pairs(suite: Path, gaps=(1, 5, 10), every: int = 3):
                 yield seq.name, gap, a, frames[a], frames[a + gap], ka, kb, pb.boxes[ib], pb.head_boxes[ib]
 
 
+FAILURE_MODES = ("correct", "on another person", "own mirrored joint", "0.1-0.2 of the box away",
+                 "on another own joint", "elsewhere")
+
+
+def failure_modes(pred: np.ndarray, truth: np.ndarray, side: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """(N, K) index into FAILURE_MODES of each propagated joint of N people in frame b (-1: not visible there).
+
+    ``pred`` (N, K, 2), ``truth`` (N, K, 3) with score > 0 where visible, ``side`` (N,) the longer box side.
+    A joint is "correct" within 0.1 x side (PCK@0.1); a miss is put in the first mode that fits: within
+    0.1 x side of any visible joint of another person, of its own mirrored joint, within 0.2 x side of the
+    truth, of another of its own joints, else elsewhere. Tells whether a miss is a confusion the maps could
+    resolve (another person, left/right) or a localisation or motion failure.
+    """
+    n, k = pred.shape[:2]
+    vis = truth[..., 2] > 0
+    tol = 0.1 * np.asarray(side, float)[:, None]  # (N, 1)
+    d = np.linalg.norm(pred[:, :, None, None] - truth[None, None, :, :, :2], axis=-1)  # (N, K, N, K)
+    close = (d <= tol[:, :, None, None]) & vis[None, None]
+    same = np.eye(n, dtype=bool)[:, None, :, None]
+    other_person = (close & ~same).any(axis=(2, 3))
+    own = close[np.arange(n), :, np.arange(n)]  # (N, K, K): joint j's prediction near own joint j2
+    mirrored = own[:, np.arange(k), flip]
+    own_other = (own & ~np.eye(k, dtype=bool)[None]).any(-1)
+    err = d[np.arange(n), :, np.arange(n)][:, np.arange(k), np.arange(k)]
+    modes = np.select([err <= tol, other_person, mirrored, err <= 2 * tol, own_other], [0, 1, 2, 3, 4], 5)
+    return np.where(vis, modes, -1)
+
+
+def truth_in_top_peaks(maps: torch.Tensor, truth_xy: np.ndarray, side: np.ndarray, letterbox, stride: int,
+                       m: int = 3) -> np.ndarray:
+    """(N, K): the truth lies within 0.1 x side of one of the ``m`` highest local maxima of its map.
+
+    An upper bound for anything that only chooses among the peaks a map already has (a pose prior, the
+    refinement at its best): what share of joints the right choice would get.
+    """
+    from corrtrack.models.corr_codec import grid_to_image
+
+    x = maps.float()
+    peaks = (x == torch.nn.functional.max_pool2d(x, 3, 1, 1)) & (x > 0)
+    top = torch.where(peaks, x, torch.zeros_like(x)).flatten(2).topk(m, dim=-1)
+    w = x.shape[-1]
+    uv = torch.stack([top.indices % w, top.indices // w], -1).double().cpu().numpy()
+    xy = grid_to_image(uv, letterbox, stride)  # (N, K, m, 2)
+    near = np.linalg.norm(xy - truth_xy[:, :, None], axis=-1) <= 0.1 * np.asarray(side, float)[:, None, None]
+    return (near & (top.values > 0).cpu().numpy()).any(-1)
+
+
 def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10), flow: bool = True):
     """PCK@0.1 (of the longer side of the GT box in frame b) and PCKh@0.5 per gap, on joints visible in
-    both frames; map maxima of joints visible in both vs joints visible in a that are hidden or gone in b."""
+    both frames; map maxima of joints visible in both vs joints visible in a that are hidden or gone in b;
+    per method and gap the failure mode of each such joint (``failure_modes``) and, for the networks,
+    whether the truth is among its map's 3 highest peaks."""
     methods = method_names(nets, flow)
+    flip = COCO17.flip_permutation()
+    modes = {(m, g): [] for m in methods for g in gaps}
+    top3 = {(m, g): [] for m in nets for g in gaps}
     hits = {(m, g): [] for m in methods for g in gaps}
     hits_h = {(m, g): [] for m in methods for g in gaps}
     occl = {m: ([], []) for m in nets}
@@ -229,8 +285,11 @@ def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10), flow: bool = True):
                     cache[key] = frame_features(net, fr)
                 feats.append(cache[key])
             refine = uses_refinement(mname)
-            moved, _ = propagate(net, None, None, poses, feats_a=feats[0], feats_b=feats[1], use_refinement=refine)
+            moved, maps = propagate(net, None, None, poses, feats_a=feats[0], feats_b=feats[1],
+                                    use_refinement=refine)
             preds[mname] = moved.keypoints[..., :2]
+            in_top = truth_in_top_peaks(maps.maps, kb[..., :2], side, maps.letterbox, maps.stride)
+            top3[mname, gap].extend(in_top[both].tolist())
             occl[mname][0].extend(moved.keypoints[..., 2][both].tolist())
             occl[mname][1].extend(moved.keypoints[..., 2][va & ~vb].tolist())
         if flow:
@@ -240,7 +299,8 @@ def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10), flow: bool = True):
             hits[mname, gap].extend((err[both] <= 0.1 * np.broadcast_to(side[:, None], err.shape)[both]).tolist())
             okh = both & np.isfinite(head)[:, None]
             hits_h[mname, gap].extend((err[okh] <= 0.5 * np.broadcast_to(head[:, None], err.shape)[okh]).tolist())
-    return methods, hits, hits_h, occl
+            modes[mname, gap].extend(failure_modes(p, kb, side, flip)[both].tolist())
+    return methods, hits, hits_h, occl, (modes, top3)
 
 
 # -- set (c): real video pairs scored against the teacher ------------------------------------------
@@ -611,7 +671,7 @@ def main() -> None:
             generate_suite(args.synth, "crossing", seed=123, overrides={"num_sequences": 3, "num_frames": 60})
         t = time.time()
         gaps = (1, 5, 10)
-        methods, hits, hits_h, occl = accuracy_synth(nets, args.synth, gaps, flow)
+        methods, hits, hits_h, occl, (modes, top3) = accuracy_synth(nets, args.synth, gaps, flow)
         seed = json.loads((args.synth / "suite.json").read_text()).get("seed")
         print(f"\nSynthetic sequences {args.synth} (seed {seed}), joints visible in both frames, "
               f"{', '.join(f'gap {g}: {len(hits[methods[0], g])}' for g in gaps)} joints ({time.time() - t:.0f} s)\n")
@@ -627,6 +687,15 @@ def main() -> None:
         for m, (vis, hid) in occl.items():
             if not m.startswith("untrained"):
                 print(f"| {m} | {np.mean(vis):.3f} | {np.mean(hid):.3f} | {auc(vis, hid):.3f} | {len(hid)} |")
+        print("\nMisses by mode at gaps 5 and 10, % of the joints (`failure_modes`); top-3 peaks: % of joints "
+              "whose truth is among the map's 3 highest peaks (a bound for choosing among them)\n")
+        print("| method | gap | " + " | ".join(FAILURE_MODES[1:]) + " | top-3 peaks |")
+        print("|---" * (3 + len(FAILURE_MODES)) + "|")
+        for m in methods:
+            for g in gaps[1:]:
+                c = np.bincount(modes[m, g], minlength=len(FAILURE_MODES)) / max(len(modes[m, g]), 1)
+                t3 = f"{100 * np.mean(top3[m, g]):.1f}" if (m, g) in top3 else "–"
+                print(f"| {m} | {g} | " + " | ".join(f"{100 * v:.1f}" for v in c[1:]) + f" | {t3} |")
     if not args.skip_accuracy and "c" in sets:
         t = time.time()
         cfg = dataclasses.replace(RealPairConfig(), anchors_per_source=args.anchors)
@@ -702,7 +771,7 @@ def main() -> None:
             print("|---|---|---|")
             for size in sizes:
                 net = with_input_size(trained, size)
-                _, hits, _, _ = accuracy_synth(trained_nets(net), args.synth, flow=False)
+                _, hits, _, _, _ = accuracy_synth(trained_nets(net), args.synth, flow=False)
                 cell = lambda m: " / ".join(f"{100 * np.mean(hits[m, g]):.1f}" for g in (1, 5, 10))  # noqa: E731
                 print(f"| {size} | {cell('trained + refinement')} | {cell('trained, without refinement')} |")
 

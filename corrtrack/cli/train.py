@@ -40,6 +40,10 @@ def corr_cmd(
     occlude_prob: float = typer.Option(0.0, "--occlude-prob", min=0.0, max=1.0,
                                        help="Share of samples whose second image gets a person from another "
                                             "frame pasted over one of its people (occlusion by a passer-by)."),
+    distract_prob: float = typer.Option(0.0, "--distract-prob", min=0.0, max=1.0,
+                                        help="Refinement stage: share of joints whose affinity map gets a second, "
+                                             "false peak (another person's same joint or the mirrored joint) "
+                                             "that the refinement must remove."),
     seed: int = typer.Option(0, help="Seed: same seed and data give the same model."),
     device: str = typer.Option("auto", help="auto, cpu, cuda."),
     workers: int = typer.Option(2, help="Data loading processes."),
@@ -74,7 +78,7 @@ def corr_cmd(
                           net=net, steps_siamese=steps_siamese, steps_refine=steps_refine, batch_size=batch_size,
                           lr=lr, refine_sigma=refine_sigma, init_from=str(init_from) if init_from else "",
                           temporal_prob=temporal_prob, temporal_max_frames=temporal_max_frames,
-                          occlude_prob=occlude_prob, seed=seed,
+                          occlude_prob=occlude_prob, distract_prob=distract_prob, seed=seed,
                           device=device, workers=workers, checkpoint_every=checkpoint_every)
     path = train_corr(cfg, resume=resume, stop_after=stop_after)
     if path.is_file():

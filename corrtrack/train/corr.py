@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from corrtrack.errors import CorrtrackError
+from corrtrack.layouts import COCO17
 from corrtrack.models.corr_codec import Letterbox, decode_maps, encode_targets, image_to_grid, inside_image
 from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
 from corrtrack.structures import boxes_from_keypoints
@@ -88,6 +89,7 @@ class CorrTrainConfig:
     temporal_prob: float = 0.0  # share of samples that are real frame pairs (needs source + frame_index)
     temporal_max_frames: int = 12  # the farthest two frames of a real pair may be apart
     occlude_prob: float = 0.0  # share of samples whose second image gets a person pasted over one of its people
+    distract_prob: float = 0.0  # refinement stage: share of joints whose affinity map gets a second, false peak
     max_persons: int = 8
     min_keypoints: int = 4  # people with fewer labelled joints are skipped
     seed: int = 0
@@ -106,6 +108,8 @@ class CorrTrainConfig:
             raise CorrtrackError("training: temporal_prob must be in [0, 1] and temporal_max_frames >= 1")
         if not 0.0 <= self.occlude_prob <= 1.0:
             raise CorrtrackError("training: occlude_prob must be in [0, 1]")
+        if not 0.0 <= self.distract_prob <= 1.0:
+            raise CorrtrackError("training: distract_prob must be in [0, 1]")
 
     @property
     def total_steps(self) -> int:
@@ -420,7 +424,54 @@ def siamese_loss(net: CorrespondenceNet, batch: dict, sigma: float):
     return _masked_mean(per_map, batch["known2"].reshape(b, pk)), logp.detach().exp(), (f1, f2)
 
 
-def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float):
+def _shifted(m: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """m (h, w) moved by (dy, dx) cells, zeros where nothing moves in (no wrap-around)."""
+    h, w = m.shape
+    out = torch.zeros_like(m)
+    if abs(dy) < h and abs(dx) < w:
+        out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            m[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def add_distractors(maps: torch.Tensor, grid2: torch.Tensor, present2: torch.Tensor, prob: float,
+                    flip: np.ndarray, rng: np.random.Generator, min_shift: float = 3.0) -> torch.Tensor:
+    """Mix a second, false peak into a share ``prob`` of the affinity maps (refinement training).
+
+    Where the Siamese maps fail at gaps of 5-10 frames, they often peak on another person's joint or
+    on the mirrored joint of the same person (6.9 of the 15.9 missed points at gap 10 on crossing
+    people; docs/models/corrnet.md, "Distractor peaks for the refinement", which also says that this
+    did not help); on the refinement's own training pairs they are right 99 % of the time, so it
+    never sees such a map to correct. Here a joint's map becomes (1 - lam) * map + lam * (the same
+    map moved onto another person's same joint, or onto the own mirrored joint), lam ~ U(0.25,
+    0.75), with the target unchanged: to undo it the refinement has to use what the Siamese cannot,
+    the person's other joints and the frames' features around both peaks.
+
+    maps (B, P, K, h, w); grid2 (B, P, K, 2) the joints' true places in the second image, in cells;
+    present2 (B, P, K); flip (K,) the left/right permutation. Returns a new tensor.
+    """
+    out = maps.clone()
+    g = grid2.detach().cpu().numpy()
+    pres = present2.detach().cpu().numpy()
+    b, p, k = pres.shape
+    for i, s, j in zip(*np.nonzero(pres)):
+        if rng.random() >= prob:
+            continue
+        cands = [g[i, o, j] for o in range(p) if o != s and pres[i, o, j]]
+        if flip[j] != j and pres[i, s, flip[j]]:
+            cands.append(g[i, s, flip[j]])
+        if not cands:
+            continue
+        dx, dy = np.round(cands[int(rng.integers(len(cands)))] - g[i, s, j]).astype(int)
+        if max(abs(dx), abs(dy)) < min_shift:  # on top of the true peak: nothing to undo
+            continue
+        lam = float(rng.uniform(0.25, 0.75))
+        out[i, s, j] = (1 - lam) * maps[i, s, j] + lam * _shifted(maps[i, s, j], int(dy), int(dx))
+    return out
+
+
+def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float,
+                    distract: tuple[float, np.ndarray, np.random.Generator] | None = None):
     """BCE (mean over pixels) between the refined maps and the targets (paper eq. 5); Siamese frozen.
 
     ``sigma`` is ``refine_sigma``. A wider target (2 cells) raises the peaks, which the tracker's
@@ -430,6 +481,8 @@ def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float):
     ``max_persons`` slots and about 28 % of them hold someone on our pseudo-labels: a padded slot
     adds nothing to the loss but costs a full refinement pass, and its input (the pair term alone)
     would weigh in the refinement's BatchNorm statistics, which at inference only ever see people.
+
+    ``distract`` = (prob, flip permutation, rng): ``add_distractors`` on the affinity maps first.
     """
     with torch.no_grad():
         f = net.features(torch.cat([batch["img1"], batch["img2"]]).float().div_(255.0))
@@ -438,7 +491,10 @@ def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float):
         _, p, k, _ = batch["grid1"].shape
         maps = net.affinity(f1, f2, batch["grid1"].reshape(b, p * k, 2))
         h, w = maps.shape[-2:]
-        maps = maps.reshape(b * p, k, h, w) * batch["valid1"].reshape(b * p, k, 1, 1)
+        maps = maps.reshape(b, p, k, h, w) * batch["valid1"].reshape(b, p, k, 1, 1)
+        if distract is not None and distract[0] > 0:
+            maps = add_distractors(maps, batch["grid2"], batch["present2"], *distract)
+        maps = maps.reshape(b * p, k, h, w)
     known = batch["known2"].reshape(b * p, k)
     slots = known.any(-1)
     if not slots.any():  # nobody to learn from: one slot keeps the graph (and BatchNorm) well defined
@@ -570,6 +626,7 @@ def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None
                                     "elapsed_s": elapsed0 + time.time() - t0})
         metrics.write()
 
+    flip = COCO17.flip_permutation() if cfg.net.num_joints == len(COCO17.joints) else np.arange(cfg.net.num_joints)
     ds = PairDataset(records, cfg)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=cfg.batch_size, sampler=StepSampler(step, end, cfg.batch_size, d.rank, d.world),
@@ -586,8 +643,11 @@ def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None
         factor = _lr_factor(cfg, step)
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * factor
-        loss_fn = siamese_loss if stage == "siamese" else refinement_loss
-        loss, maps, _ = loss_fn(net, batch, cfg.sigma if stage == "siamese" else cfg.refine_sigma)
+        if stage == "siamese":
+            loss, maps, _ = siamese_loss(net, batch, cfg.sigma)
+        else:
+            distract = (cfg.distract_prob, flip, np.random.default_rng([cfg.seed, 4, step]))
+            loss, maps, _ = refinement_loss(net, batch, cfg.refine_sigma, distract)
         if not torch.isfinite(loss):
             raise CorrtrackError(f"training diverged at step {step} (loss {float(loss.detach())}); try a lower --lr")
         opt.zero_grad(set_to_none=True)
@@ -614,6 +674,7 @@ def train_corr(cfg: CorrTrainConfig, resume: bool = True, stop_after: int | None
                               "batch_size": cfg.batch_size * d.world, "seed": cfg.seed,
                               "train_seconds": round(elapsed0 + time.time() - t0, 1),
                               "data": [str(a) for a in cfg.annotations], "init_from": cfg.init_from,
-                              "temporal_prob": cfg.temporal_prob, "temporal_max_frames": cfg.temporal_max_frames})
+                              "temporal_prob": cfg.temporal_prob, "temporal_max_frames": cfg.temporal_max_frames,
+                              "occlude_prob": cfg.occlude_prob, "distract_prob": cfg.distract_prob})
     barrier(d.world)
     return final

@@ -1,4 +1,4 @@
-"""Set (c) of benchmarks/bench_corr.py: which frames are used and which people count as one identity."""
+"""benchmarks/bench_corr.py: set (c)'s frames and identities, and set (b)'s failure modes."""
 from __future__ import annotations
 
 import importlib.util
@@ -72,3 +72,48 @@ def test_paired_bootstrap(bench):
     d_p, lo_p, hi_p = bench.paired_bootstrap(gain, none, groups)
     d_j, lo_j, hi_j = bench.paired_bootstrap(gain, none, np.arange(400))
     assert d_p == d_j == 25.0 and hi_p - lo_p > 1.5 * (hi_j - lo_j)
+
+
+def test_failure_modes_name_the_first_fitting_mode(bench):
+    flip = np.arange(4)
+    flip[[0, 1]] = [1, 0]  # joints 0 and 1 are a left/right pair
+    truth = np.zeros((2, 4, 3))
+    truth[0, :, :2] = [[0, 0], [50, 0], [0, 50], [50, 50]]
+    truth[1, :, :2] = [[300, 0], [350, 0], [300, 50], [350, 50]]
+    truth[..., 2] = 1
+    truth[1, 3, 2] = 0  # hidden in b: no mode
+    side = np.array([100.0, 100.0])
+    pred = truth[..., :2].copy()
+    pred[0, 0] = [5, 5]        # 0.07 of the box: correct
+    pred[0, 1] = [2, 1]        # on its own mirrored joint (0)
+    pred[0, 2] = [301, 49]     # on the other person's joint 2
+    pred[0, 3] = [50, 65]      # 0.15 of the box away
+    pred[1, 0] = [349, 2]      # on own joint 1, which is its mirror: mirrored wins over "another own joint"
+    pred[1, 1] = [301, 51]     # on own joint 2
+    pred[1, 2] = [600, 600]    # nowhere
+    modes = bench.failure_modes(pred, truth, side, flip)
+    names = [[bench.FAILURE_MODES[m] if m >= 0 else None for m in row] for row in modes]
+    assert names == [["correct", "own mirrored joint", "on another person", "0.1-0.2 of the box away"],
+                     ["own mirrored joint", "on another own joint", "elsewhere", None]]
+    # A hidden joint of another person is not a confusion target.
+    truth[1, 2, 2] = 0
+    assert bench.FAILURE_MODES[bench.failure_modes(pred, truth, side, flip)[0, 2]] == "elsewhere"
+
+
+def test_truth_in_top_peaks_counts_only_real_peaks(bench):
+    import torch
+    from corrtrack.models.corr_codec import Letterbox, grid_to_image
+
+    lb = Letterbox.fit(64, 64, 64)
+    maps = torch.zeros((1, 2, 16, 16))
+    maps[0, 0, 2, 3], maps[0, 0, 10, 12], maps[0, 0, 5, 5] = 0.5, 0.3, 0.1  # three peaks: (x, y) = (3, 2) ...
+    maps[0, 0, 14, 1] = 0.05  # a fourth, lower peak
+    maps[0, 1, 8, 8] = 0.9
+    side = np.array([40.0])
+    at = lambda x, y: grid_to_image(np.array([x, y], float), lb, 4)  # noqa: E731
+    truth = np.stack([at(12, 10), at(1, 14)])[None]  # joint 0 on its 2nd peak; joint 1 far from its only peak
+    assert bench.truth_in_top_peaks(maps, truth, side, lb, 4).tolist() == [[True, False]]
+    truth[0, 0] = at(1, 14)  # the 4th peak is not among the top 3
+    assert bench.truth_in_top_peaks(maps, truth, side, lb, 4).tolist() == [[False, False]]
+    truth[0, 1] = at(0, 0)  # zero map values are not peaks, even where the map is flat
+    assert not bench.truth_in_top_peaks(maps, truth, side, lb, 4)[0, 1]

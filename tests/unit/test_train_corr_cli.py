@@ -81,11 +81,12 @@ def test_bad_options_are_one_line_errors(tmp_path):
     assert isinstance(res.exception, CorrtrackError) and "--refine-sigma" in str(res.exception)
 
 
-def test_occlude_prob_reaches_the_run(tmp_path):
+@pytest.mark.parametrize("option", ["--occlude-prob", "--distract-prob"])
+def test_augmentation_probs_reach_the_run(tmp_path, option):
     ann, img = _make_dataset(tmp_path)
-    res = _train(tmp_path, ann, img, "occ", "--occlude-prob", "0.4")
+    res = _train(tmp_path, ann, img, "run", option, "0.4")
     assert res.exit_code == 0, res.output
-    ck = torch.load(tmp_path / "occ" / "checkpoint.pt", weights_only=False)
-    assert ck["config"]["occlude_prob"] == 0.4
-    res = _train(tmp_path, ann, img, "occ2", "--occlude-prob", "1.5")
-    assert res.exit_code != 0 and "--occlude-prob" in res.output
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ck["config"][option[2:].replace("-", "_")] == 0.4
+    res = _train(tmp_path, ann, img, "run2", option, "1.5")
+    assert res.exit_code != 0 and option in res.output
