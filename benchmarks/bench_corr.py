@@ -2,7 +2,7 @@
 
     CORRTRACK_HOME=... .venv/bin/python benchmarks/bench_corr.py [--model PATH] [--pairs 12]
         [--sets a,b,c] [--synth DIR] [--teacher-cache FILE] [--anchors 48] [--skip-speed]
-        [--skip-accuracy] [--trained-only] [--threads 2] [--speed-sizes 512,384,320] [--speed-threads 1,2] [--speed-pck]
+        [--skip-accuracy] [--trained-only] [--prior 0.1] [--threads 2] [--speed-sizes 512,384,320] [--speed-threads 1,2] [--speed-pck]
 
 Accuracy (set (a) of issue 6): the real annotated images, none of which the
 shipped model saw in training (it was trained on pseudo-labelled video frames):
@@ -118,9 +118,21 @@ def dis_flow(a_rgb, b_rgb, kp):
     return kp[..., :2] + np.stack([fx, fy], -1).reshape(kp.shape[:-1] + (2,))
 
 
-def trained_nets(net) -> dict:
-    """The trained model's two rows: with the refinement module and without it (the same network)."""
-    return {"trained + refinement": net, "trained, without refinement": net}
+PRIOR_ROW = " + motion prior "
+
+
+def trained_nets(net, prior: float = 0.0) -> dict:
+    """The trained model's rows: with the refinement module and without it (the same network), and both
+    again with ``propagate``'s motion prior of sigma ``prior`` when it is > 0."""
+    rows = ["trained + refinement", "trained, without refinement"]
+    if prior > 0:
+        rows += [f"{r}{PRIOR_ROW}{prior:g}" for r in rows]
+    return {r: net for r in rows}
+
+
+def prior_of(mname: str) -> float:
+    """The motion prior of the row ``mname`` of ``trained_nets`` (0: none)."""
+    return float(mname.split(PRIOR_ROW)[1]) if PRIOR_ROW in mname else 0.0
 
 
 def uses_refinement(mname: str) -> bool:
@@ -159,7 +171,7 @@ def accuracy(nets: dict, pairs: int, seed: int, flow: bool = True):
             for mname, net in nets.items():
                 fa, fb = frame_features(net, img), frame_features(net, img2)
                 moved, maps = propagate(net, None, None, poses, feats_a=fa, feats_b=fb,
-                                        use_refinement=uses_refinement(mname))
+                                        use_refinement=uses_refinement(mname), prior=prior_of(mname))
                 preds[mname] = moved.keypoints[..., :2]
                 conf = moved.keypoints[..., 2]
                 trunc[mname][0].extend(conf[present].tolist())
@@ -286,7 +298,7 @@ def accuracy_synth(nets: dict, suite: Path, gaps=(1, 5, 10), flow: bool = True):
                 feats.append(cache[key])
             refine = uses_refinement(mname)
             moved, maps = propagate(net, None, None, poses, feats_a=feats[0], feats_b=feats[1],
-                                    use_refinement=refine)
+                                    use_refinement=refine, prior=prior_of(mname))
             preds[mname] = moved.keypoints[..., :2]
             in_top = truth_in_top_peaks(maps.maps, kb[..., :2], side, maps.letterbox, maps.stride)
             top3[mname, gap].extend(in_top[both].tolist())
@@ -492,7 +504,7 @@ def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairCo
                     untr = mname.startswith("untrained")
                     refine = uses_refinement(mname)
                     moved, _ = propagate(net, None, None, poses, feats_a=feats[untr, a], feats_b=feats[untr, b],
-                                         use_refinement=refine)
+                                         use_refinement=refine, prior=prior_of(mname))
                     preds[mname] = moved.keypoints[..., :2]
                 if flow:
                     preds["DIS optical flow"] = dis_flow(frames[a], frames[b], kp)
@@ -633,6 +645,8 @@ def main() -> None:
     ap.add_argument("--speed-threads", default="1,2", help="thread counts for the speed table")
     ap.add_argument("--cpu-runtime", choices=RUNTIMES, default="onnx",
                     help="the tracker's CPU runtime for the frozen columns (RunConfig.cpu_runtime)")
+    ap.add_argument("--prior", type=float, default=0.0,
+                    help="also score the trained model with propagate's motion prior of this sigma (x person size)")
     ap.add_argument("--speed-pck", action="store_true",
                     help="also score set (b) (trained model, with and without refinement) at each speed input size")
     args = ap.parse_args()
@@ -640,7 +654,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     trained = CorrespondenceNet.load(args.model)
     if not args.skip_accuracy:
-        nets = trained_nets(trained)
+        nets = trained_nets(trained, args.prior)
         if not args.trained_only:
             torch.manual_seed(0)
             nets["untrained (ImageNet backbone)"] = CorrespondenceNet(CorrNetConfig()).eval()

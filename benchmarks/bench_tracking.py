@@ -283,9 +283,9 @@ class CorrStore:
     when the candidates are detections. Features are computed only on a miss.
     """
 
-    def __init__(self, propagator, refined: bool, detections: list, path: Path):
+    def __init__(self, propagator, refined: bool, detections: list, path: Path, prior: float = 0.0):
         self.prop = propagator  # corrtrack.pipeline.run.CorrPropagator: the net and its per-frame features
-        self.refined = refined
+        self.refined, self.prior = refined, prior
         self.dets = detections
         self.path = path
         self.entries: dict[tuple, tuple[np.ndarray, dict[bytes, np.ndarray]]] = {}
@@ -312,7 +312,8 @@ class CorrStore:
             sub = poses if rows is None else poses[np.asarray(rows, np.int64)]
             self.features_computed += (src_index not in self.prop._feats) + (dst_index not in self.prop._feats)
             fa, fb = self.prop.features(src_index, src_image), self.prop.features(dst_index, dst_image)
-            return propagate(self.prop.net, None, None, sub, fa, fb, use_refinement=self.refined, joint_thresh=jt)
+            return propagate(self.prop.net, None, None, sub, fa, fb, use_refinement=self.refined, joint_thresh=jt,
+                             prior=self.prior)
 
         if todo:
             moved, maps = real(todo)
@@ -457,6 +458,7 @@ LATER_OPTIONS = {
     "appearance_over_tentative": lambda c: not c.appearance_over_tentative,
     "recovered_overlap_iou": lambda c: c.recovered_overlap_iou == 0,
     "reach": lambda c: c.reach == 0,
+    "corr_prior": lambda c: c.corr_prior == 0,
 }
 
 
@@ -529,13 +531,14 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
         online: dict[object, list[str]] = {}  # merging is offline: methods differing only by it share a run
         for m, cfg in todo.items():
             online.setdefault(replace(cfg, merge=False), []).append(m)
-        stores: dict[bool, CorrStore] = {}
+        stores: dict[tuple[bool, float], CorrStore] = {}
 
-        def store(refined: bool) -> CorrStore:
-            if refined not in stores:
-                stores[refined] = CorrStore(models.corr(), refined, dets,
-                                            cache / models.weights_tag / f"{name}.{'refined' if refined else 'softmax'}.pkl")
-            return stores[refined]
+        def store(refined: bool, prior: float) -> CorrStore:
+            if (refined, prior) not in stores:
+                tag = ("refined" if refined else "softmax") + (f"-prior{prior:g}" if prior > 0 else "")
+                stores[refined, prior] = CorrStore(models.corr(), refined, dets,
+                                                   cache / models.weights_tag / f"{name}.{tag}.pkl", prior)
+            return stores[refined, prior]
 
         if any(cfg.uses_correspondence_net for cfg in todo.values()):
             models.corr().reset()  # its features are keyed by frame index
@@ -546,7 +549,8 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
         emb = RowCache(models.embedder, cache / f"{name}.reid.pkl", history)
         trackers = {}
         for cfg in online:
-            trackers[cfg] = Tracker(cfg, correspond=store(cfg.use_refinement) if cfg.needs_correspondence else None,
+            corr = store(cfg.use_refinement, cfg.corr_prior) if cfg.needs_correspondence else None
+            trackers[cfg] = Tracker(cfg, correspond=corr,
                                     estimate=est if cfg.needs_estimator else None,
                                     embed=emb if cfg.similarity == "reid" or cfg.appearance > 0 else None)
         seq = InputSequence(name, video, "video")
@@ -560,8 +564,9 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
                 tracked[cfg].append((info, tr.step(info.index, cand, image)))
         for cfg, ms in online.items():
             for m in ms:
+                corr = store(todo[m].use_refinement, todo[m].corr_prior) if todo[m].merge else None
                 write_tracked(seq, tracked[cfg], dirs[m], RunConfig(tracker=todo[m], progress=False),
-                              Parts(None, est, correspond=store(todo[m].use_refinement) if todo[m].merge else None))
+                              Parts(None, est, correspond=corr))
         for s in stores.values():
             s.save()
         est.save()

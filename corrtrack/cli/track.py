@@ -64,6 +64,9 @@ def register(app: typer.Typer) -> None:
         no_recovery: bool = typer.Option(False, "--no-recovery", help="Do not recover missed people."),
         no_refinement: bool = typer.Option(False, "--no-refinement",
                                            help="Correspondences without the refinement module."),
+        corr_prior: float = typer.Option(TrackerConfig.corr_prior, "--corr-prior", min=0.0,
+                                         help="Weight each propagated joint's map by where the person went as a "
+                                         "whole (sigma as a share of the person's size; 0: off)."),
         no_corr_oks: bool = typer.Option(False, "--no-corr-oks",
                                          help="corr: the paper's eq. 6 alone, without OKS of the propagated joints."),
         no_duplicate_removal: bool = typer.Option(False, "--no-duplicate-removal", help="Keep duplicate poses."),
@@ -162,7 +165,7 @@ def register(app: typer.Typer) -> None:
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
             duplicate=replace(DuplicateConfig(), rematch=rematch),
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
-            use_refinement=not no_refinement, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
+            use_refinement=not no_refinement, corr_prior=corr_prior, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
             detect_every=detect_every, motion_prior=motion_prior, confirmed_first=confirmed_first,
             last_box_iou=last_box_iou, appearance=appearance, recovered_overlap_iou=recovered_overlap_iou,
             reach=reach)

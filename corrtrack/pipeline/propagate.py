@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from corrtrack.models.buckets import pad_batch
-from corrtrack.models.corr_codec import Letterbox, decode_maps, grid_to_image, image_to_grid, sample_maps
+from corrtrack.models.corr_codec import (Letterbox, decode_maps, encode_targets, grid_to_image, image_to_grid,
+                                         sample_maps)
 from corrtrack.structures import RECOVERED, Poses
 
 
@@ -66,15 +67,45 @@ def frame_features(net, image_rgb: np.ndarray) -> FrameFeatures:
         return FrameFeatures(net.features(x), boxes[0])
 
 
+def motion_prior(maps: torch.Tensor, grid_a: np.ndarray, valid: np.ndarray, sigma: float) -> torch.Tensor:
+    """Maps (N, K, h, w) weighted by where each person as a whole went.
+
+    A person's joints move together more than their maps know: a joint whose map peaks on someone
+    else, or on the mirrored limb, has usually moved unlike the rest of its body. Each person's
+    displacement is the median over its propagated joints (``valid`` (N, K)) of argmax - source
+    (``grid_a`` (N, K, 2), in cells), and every joint's map is multiplied by a Gaussian centred on
+    its source place + that displacement, of ``sigma`` x the person's size (the longer side of the
+    box around its propagated source joints, at least one cell). A peak near where the body went is
+    kept; one far from it loses to a weaker peak in the right place.
+    """
+    n, k, h, w = maps.shape
+    if n == 0 or sigma <= 0:
+        return maps
+    peak = decode_maps(maps).double().cpu().numpy()[..., :2]
+    out = maps.clone()
+    for i in range(n):
+        v = valid[i]
+        if not v.any():
+            continue
+        shift = np.median(peak[i, v] - grid_a[i, v], axis=0)
+        size = max(float(np.ptp(grid_a[i, v], axis=0).max()), 1.0)
+        centre = torch.as_tensor(grid_a[i] + shift, dtype=maps.dtype, device=maps.device)
+        out[i] = maps[i] * encode_targets(centre, torch.ones(k, device=maps.device), h, w, sigma * size)
+    return out
+
+
 def propagate(net, frame_a: np.ndarray | None, frame_b: np.ndarray | None, poses_a: Poses,
               feats_a: FrameFeatures | None = None, feats_b: FrameFeatures | None = None,
-              use_refinement: bool = True, joint_thresh: float = 0.0) -> tuple[Poses, CorrMaps]:
+              use_refinement: bool = True, joint_thresh: float = 0.0,
+              prior: float = 0.0) -> tuple[Poses, CorrMaps]:
     """Poses of frame a moved to frame b, and the maps they were read from.
 
     Joints of ``poses_a`` with score <= ``joint_thresh`` are not propagated
     (score 0 in the result). Each propagated joint's score is the maximum of
     its map: the refined map (0..1) by default, the softmax affinity map with
-    ``use_refinement=False``. Track ids are kept; origin becomes RECOVERED.
+    ``use_refinement=False``. ``prior`` > 0 weights the maps first by where the
+    whole person went (``motion_prior``, sigma = ``prior`` x the person's size).
+    Track ids are kept; origin becomes RECOVERED.
     """
     if feats_a is None:
         feats_a = frame_features(net, frame_a)
@@ -103,6 +134,8 @@ def propagate(net, frame_a: np.ndarray | None, frame_b: np.ndarray | None, poses
                     raise ValueError("refinement needs both frames on the same canvas size")
                 maps = net.refine(f1, f2, maps) * mask
             maps = maps[0, :n]
+            if prior > 0:
+                maps = motion_prior(maps, grid, valid, prior)
     dec = decode_maps(maps).double().cpu().numpy().reshape(n, k, 3)
     kp = np.zeros((n, k, 3))
     kp[..., :2] = grid_to_image(dec[..., :2], feats_b.letterbox, stride)

@@ -237,6 +237,7 @@ def build_parts(config: RunConfig) -> Parts:
         correspond = CorrPropagator.load(config.corr_weights, config.device, runtime=config.cpu_runtime,
                                          input_size=config.corr_input_size,
                                          use_refinement=tc.use_refinement, joint_thresh=tc.joint_thresh,
+                                         prior=tc.corr_prior,
                                          cache_size=tc.max_age + 2)
     embed = CropEmbedder(config.device) if (tc.similarity == "reid" or tc.appearance > 0) else None
     return Parts(detect, estimate, correspond, embed)
@@ -319,8 +320,9 @@ class CorrPropagator:
     Frame indices key the cache, so call ``reset()`` between sequences.
     """
 
-    def __init__(self, net, use_refinement: bool = True, joint_thresh: float = 0.1, cache_size: int = 12):
-        self.net, self.use_refinement, self.joint_thresh = net, use_refinement, joint_thresh
+    def __init__(self, net, use_refinement: bool = True, joint_thresh: float = 0.1, cache_size: int = 12,
+                 prior: float = 0.0):
+        self.net, self.use_refinement, self.joint_thresh, self.prior = net, use_refinement, joint_thresh, prior
         self.cache_size = cache_size
         self._feats: dict[int, Any] = {}
 
@@ -360,7 +362,7 @@ class CorrPropagator:
 
         fa, fb = self.features(src_index, src_image), self.features(dst_index, dst_image)
         return propagate(self.net, None, None, poses, fa, fb, use_refinement=self.use_refinement,
-                         joint_thresh=self.joint_thresh)
+                         joint_thresh=self.joint_thresh, prior=self.prior)
 
 
 # -- the spool: per-frame results on disk while tracking -----------------------
@@ -766,7 +768,7 @@ _PARTS_CACHE: dict = {}  # per worker process: its models, built on first use
 def _worker_parts(config: RunConfig, parts_factory: PartsFactory | None = None) -> Parts:
     factory = parts_factory or build_parts
     key = (config.tracker.similarity, config.tracker.needs_correspondence, config.tracker.merge,
-           config.tracker.use_refinement, repr(config.detector), repr(config.pose), config.device,
+           config.tracker.use_refinement, config.tracker.corr_prior, repr(config.detector), repr(config.pose), config.device,
            config.corr_weights, config.corr_input_size, factory)
     if key not in _PARTS_CACHE:
         _PARTS_CACHE.clear()

@@ -155,6 +155,11 @@ class TrackerConfig:
     merge: bool = False
     merging: MergeConfig = MergeConfig()
     use_refinement: bool = True
+    # Propagated joints: weight each map by a Gaussian around where the person's joints went as a
+    # whole (median shift), sigma = this x the person's size (0: off; ``propagate``'s ``prior``).
+    # Why: where people cross, a joint's map can peak higher on the other person than on its own
+    # place (docs/models/corrnet.md, "A motion prior for the maps").
+    corr_prior: float = 0.0
     corr_joint_conf: float = 0.1  # eq. 6 counts only affinities above this
     # corr: also score OKS between the track's propagated joints (scored by their map maxima) and
     # the candidate, and take the larger (False: the paper's eq. 6 alone). Eq. 6 reads the refined
@@ -255,6 +260,8 @@ class TrackerConfig:
             raise ValueError(f"unknown similarity {self.similarity!r}; known: {', '.join(DEFAULT_THRESHOLDS)}")
         if self.tentative_keep_alive < 0:
             raise ValueError(f"tentative_keep_alive must be >= 0, got {self.tentative_keep_alive}")
+        if self.corr_prior < 0:
+            raise ValueError(f"corr_prior must be >= 0, got {self.corr_prior}")
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.motion_window < 2:

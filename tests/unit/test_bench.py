@@ -265,12 +265,13 @@ def test_bench_tracking_cache_key_leaves_out_later_options_at_their_old_behaviou
         "from dataclasses import replace\n"
         "from corrtrack.pipeline.tracker import TrackerConfig\n"
         "d = TrackerConfig()\n"
-        "assert b.config_key(d) == repr(d) and 'rematch=True' in repr(d)\n"
+        "assert b.config_key(d) == repr(d).replace(' corr_prior=0.0,', '') and 'rematch=True' in repr(d)\n"
+        "assert 'corr_prior=0.1' in b.config_key(replace(d, corr_prior=0.1))\n"
         "old = replace(d, confirmed_first=False, motion_prior=False, last_box_iou=0.0, appearance=0.0,\n"
         "              appearance_over_tentative=False, recovered_overlap_iou=0.0, reach=0.0,\n"
         "              duplicate=replace(d.duplicate, rematch=False))\n"
         "k = b.config_key(old)\n"
-        "assert not any(f in k for f in ('confirmed_first', 'motion_prior', 'motion_window', 'detect_every', 'rematch', 'last_box_iou', 'appearance', 'recovered_overlap', 'reach'))\n"
+        "assert not any(f in k for f in ('confirmed_first', 'motion_prior', 'motion_window', 'detect_every', 'rematch', 'last_box_iou', 'appearance', 'recovered_overlap', 'reach', 'corr_prior'))\n"
         "assert 'DuplicateConfig(ratio=0.6, matched=True), recovery=RecoveryConfig(' in k and k.endswith(f'recency_penalty={d.recency_penalty})')\n"
         "assert b.config_key(replace(old, detect_every=2)) != k and b.config_key(replace(old, motion_window=5)) != k\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

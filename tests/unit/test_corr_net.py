@@ -142,6 +142,16 @@ def test_propagate_follows_a_shift_even_untrained(net):
     assert rmaps.refined and float(rmaps.maps.max()) <= 1 and (ref.keypoints[1, 5] == 0).all()
     empty, emaps = propagate(net, None, None, Poses.empty(COCO17), feats_a=fa, feats_b=fb)
     assert len(empty) == 0 and len(emaps) == 0
+    # The motion prior keeps the shift here (every joint moved alike) and reaches the tracker's propagator.
+    pri, pmaps = propagate(net, None, None, poses, feats_a=fa, feats_b=fb, use_refinement=False, prior=0.2)
+    err_p = np.linalg.norm(pri.keypoints[..., :2] - (kp[..., :2] - [16, 0]), axis=-1)[ok]
+    assert np.median(err_p) <= np.median(err) + 0.5 and (pri.keypoints[1, 5] == 0).all()
+    assert not torch.equal(pmaps.maps, maps.maps)
+    from corrtrack.pipeline.run import CorrPropagator
+
+    prop = CorrPropagator(net, use_refinement=False, joint_thresh=0.0, prior=0.2)
+    via, _ = prop(0, a, 1, b, poses)
+    np.testing.assert_allclose(via.keypoints, pri.keypoints)
 
 
 def test_correspondence_similarity_is_eq6():
@@ -205,3 +215,27 @@ def test_padded_person_batch_changes_no_result(net, monkeypatch):
     assert qmaps.maps.shape == pmaps.maps.shape
     np.testing.assert_allclose(padded.keypoints, plain.keypoints, atol=1e-5)
     torch.testing.assert_close(qmaps.maps, pmaps.maps, atol=1e-6, rtol=1e-5)
+
+
+def test_motion_prior_picks_the_peak_where_the_body_went():
+    from corrtrack.pipeline.propagate import motion_prior
+
+    h = w = 40
+    grid_a = np.array([[[5.0, 5.0], [10.0, 5.0], [5.0, 15.0], [10.0, 15.0]]])  # one person, 4 joints
+    shift = np.array([8.0, 2.0])
+    truth = grid_a + shift
+    maps = encode_targets(torch.as_tensor(truth, dtype=torch.float32), torch.ones(1, 4), h, w, 1.0) * 0.6
+    # Joint 3 also peaks, higher, on someone 20 cells away: its argmax alone would jump there.
+    maps[0, 3] += 0.9 * encode_targets(torch.tensor([38.0, 23.0]), torch.ones(()), h, w, 1.0)
+    valid = np.ones((1, 4), bool)
+    before = maps.clone()
+    out = motion_prior(maps, grid_a, valid, 0.3)
+    peak = lambda m: np.unravel_index(int(m.argmax()), m.shape)[::-1]  # noqa: E731 (x, y)
+    assert peak(maps[0, 3]) == (38, 23)
+    assert [peak(out[0, j]) for j in range(4)] == [tuple(int(v) for v in t) for t in truth[0]]
+    assert torch.equal(maps, before)  # input untouched
+    # Only propagated joints set the shift and the size.
+    valid2 = np.array([[True, True, False, False]])
+    out2 = motion_prior(maps, grid_a, valid2, 0.3)
+    assert [peak(out2[0, j]) for j in range(2)] == [tuple(int(v) for v in t) for t in truth[0, :2]]
+    assert motion_prior(maps, grid_a, valid, 0.0) is maps

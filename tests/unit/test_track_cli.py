@@ -314,6 +314,11 @@ def test_reach_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
     assert _track_many_args(cli, tmp_path, monkeypatch, "--reach", "0")["config"].tracker.reach == 0.0
 
 
+def test_corr_prior_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.corr_prior == 0.0
+    assert _track_many_args(cli, tmp_path, monkeypatch, "--corr-prior", "0.1")["config"].tracker.corr_prior == 0.1
+
+
 def test_ray_not_installed_is_a_clear_error(cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     walkers_avi(tmp_path / "a.avi", 2)
