@@ -27,6 +27,10 @@ def corr_cmd(
     refine_channels: int = typer.Option(32, "--refine-channels", min=4,
                                         help="Width of the refinement module (its CPU cost per person grows with "
                                              "it; docs/models/corrnet.md compares 32, 64 and 128)."),
+    refine_prior: bool = typer.Option(False, "--refine-prior/--no-refine-prior",
+                                      help="Give the refinement a learnt motion prior: each joint's refined map "
+                                           "is weighted by a Gaussian (its own learnt width) around where the "
+                                           "person's joints went as a whole."),
     init_from: Optional[Path] = typer.Option(None, "--init-from",
                                              help="Start from this corrnet.pt's Siamese weights (everything but "
                                                   "the refinement); e.g. with --steps-siamese 0 to train only a "
@@ -73,7 +77,8 @@ def corr_cmd(
         (out / "checkpoint.pt").unlink()
     # With --init-from every Siamese weight is overwritten: loading ImageNet weights first would be wasted.
     net = dataclasses.replace(CorrNetConfig(), backbone=backbone, input_size=input_size,
-                              refine_channels=refine_channels, pretrained=init_from is None)
+                              refine_channels=refine_channels, refine_prior=refine_prior,
+                              pretrained=init_from is None)
     cfg = CorrTrainConfig(annotations=tuple(map(str, annotations)), images=tuple(map(str, images)), out_dir=str(out),
                           net=net, steps_siamese=steps_siamese, steps_refine=steps_refine, batch_size=batch_size,
                           lr=lr, refine_sigma=refine_sigma, init_from=str(init_from) if init_from else "",

@@ -140,3 +140,40 @@ def sample_maps(maps: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
     vals = F.grid_sample(maps.reshape(n * k, 1, h, w), norm, mode="bilinear", padding_mode="zeros",
                          align_corners=True)  # (N*K, 1, M, 1)
     return vals.reshape(n, k, m).permute(0, 2, 1)
+
+
+def body_consensus(maps: torch.Tensor, grid_a: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each person's joints went as a whole: (centre (N, K, 2), size (N,)), in cells.
+
+    maps (N, K, H, W) of N persons in the second frame, ``grid_a`` (N, K, 2) their joints in the
+    first, ``valid`` (N, K) which joints were propagated. A person's displacement is the median over
+    its valid joints of (map argmax - source place) (the mean of the two middle values for an even
+    count, as numpy's); joint k's centre is its source place + that displacement. ``size`` is the
+    longer side of the box around the valid source joints, at least one cell. A person without a
+    valid joint gets its source places and size 1.
+    """
+    n, k = maps.shape[:2]
+    valid = valid.bool()
+    grid_a = grid_a.to(torch.float32)
+    shift = decode_maps(maps)[..., :2].to(grid_a.device) - grid_a  # (N, K, 2)
+    count = valid.sum(1)  # (N,)
+    ranked = torch.where(valid[..., None], shift, torch.full_like(shift, float("inf"))).sort(dim=1).values
+    lo = ((count - 1).clamp_min(0) // 2)[:, None, None].expand(n, 1, 2)
+    hi = (count // 2).clamp(max=k - 1)[:, None, None].expand(n, 1, 2)
+    median = 0.5 * (ranked.gather(1, lo) + ranked.gather(1, hi))  # (N, 1, 2)
+    median = torch.where((count > 0)[:, None, None], median, torch.zeros_like(median))
+    inf = torch.full_like(grid_a, float("inf"))
+    top = torch.where(valid[..., None], grid_a, -inf).amax(1)
+    bottom = torch.where(valid[..., None], grid_a, inf).amin(1)
+    size = torch.where(count > 0, (top - bottom).amax(-1), torch.ones_like(top[:, 0])).clamp_min(1.0)
+    return grid_a + median, size
+
+
+def consensus_sqdist(centre: torch.Tensor, size: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, K, height, width): squared distance of every cell to ``centre`` (N, K, 2), in units of
+    the person's ``size`` (N,) (``body_consensus``)."""
+    ys = torch.arange(height, dtype=centre.dtype, device=centre.device)
+    xs = torch.arange(width, dtype=centre.dtype, device=centre.device)
+    dx2 = (xs - centre[..., 0:1]) ** 2
+    dy2 = (ys - centre[..., 1:2]) ** 2
+    return (dy2[..., :, None] + dx2[..., None, :]) / (size * size)[:, None, None, None]

@@ -51,6 +51,7 @@ Refinement module (paper section 4.2)
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,7 @@ class CorrNetConfig:
     refine_channels: int = 32
     refine_dilations: tuple[int, ...] = (1, 2, 4, 8)
     refine_residual: bool = True  # refined logits = a * log(affinity) + b + learnt delta
+    refine_prior: bool = False  # refined logits also - d^2 / (2 sigma_k^2), d: distance to where the body went
     pretrained: bool = True  # ImageNet backbone weights (mobilenetv2 only)
 
     def __post_init__(self) -> None:
@@ -138,7 +140,8 @@ class _Residual(nn.Module):
 class Refinement(nn.Module):
     """concat(F1, F2, K affinity maps) -> K refined map logits (see the module doc)."""
 
-    def __init__(self, feat: int, joints: int, ch: int, dilations: tuple[int, ...], residual: bool = True):
+    def __init__(self, feat: int, joints: int, ch: int, dilations: tuple[int, ...], residual: bool = True,
+                 prior: bool = False):
         super().__init__()
         self.pair_in = nn.Conv2d(2 * feat, ch, 3, 2, 1, bias=False)
         self.maps_in = nn.Conv2d(joints, ch, 1, bias=False)
@@ -154,21 +157,34 @@ class Refinement(nn.Module):
             self.offset = nn.Parameter(torch.zeros(joints))
         else:
             nn.init.constant_(self.head.bias, -4.0)  # start with low maps: most target pixels are 0
+        self.prior = prior
+        if prior:
+            # Starts at the hand-set motion prior that measured best on crossing people (sigma 0.1 of
+            # the person's size); training moves each joint's own (wrists and ankles travel farther
+            # from the body's median shift than hips).
+            self.prior_log_sigma = nn.Parameter(torch.full((joints,), math.log(0.1)))
 
     def pair_term(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
         return self.pair_in(torch.cat([f1, f2], 1))
 
-    def forward(self, pair: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    def forward(self, pair: torch.Tensor, maps: torch.Tensor, sqdist: torch.Tensor | None = None) -> torch.Tensor:
         """pair (B, ch, h/2, w/2) from ``pair_term``; maps (B, P, K, h, w) softmax affinity maps
-        -> logits (B, P, K, h, w)."""
+        (and, with the prior, ``sqdist`` of the same shape: ``consensus_sqdist``) -> logits (B, P, K, h, w)."""
         b, p, k, h, w = maps.shape
         if b > 1:
             pair = pair.repeat_interleave(p, 0)
-        return self.persons(pair, maps.reshape(b * p, k, h, w)).reshape(b, p, k, h, w)
+        flat = None if sqdist is None else sqdist.reshape(b * p, k, h, w)
+        return self.persons(pair, maps.reshape(b * p, k, h, w), flat).reshape(b, p, k, h, w)
 
-    def persons(self, pair: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    def persons(self, pair: torch.Tensor, maps: torch.Tensor, sqdist: torch.Tensor | None = None) -> torch.Tensor:
         """``forward`` with the persons flattened: pair (1 or N, ch, h/2, w/2), maps (N, K, h, w)
-        -> logits (N, K, h, w). Nothing here depends on N, so one trace serves every N."""
+        -> logits (N, K, h, w). Nothing here depends on N, so one trace serves every N.
+
+        With the prior, ``sqdist`` (N, K, h, w) is every cell's squared distance to where the
+        person's body says joint k went, in person sizes (``corr_codec.consensus_sqdist``); the
+        logits lose sqdist / (2 sigma_k^2): a learnt motion prior on top of the maps."""
+        if self.prior and sqdist is None:
+            raise ValueError("this refinement has a motion prior: pass sqdist (corr_codec.consensus_sqdist)")
         h, w = maps.shape[-2:]
         m = torch.log1p(maps * (h * w))
         x = self.maps_in(F.avg_pool2d(m, 2, ceil_mode=True)) + pair
@@ -185,6 +201,8 @@ class Refinement(nn.Module):
             # 1e-12 floors empty (masked) maps at logit ~ -27: a refined map of ~0.
             logp = torch.log(maps.clamp_min(1e-12))
             out = out + self.gain[:, None, None] * logp + self.offset[:, None, None]
+        if self.prior:
+            out = out - sqdist * (0.5 * torch.exp(-2 * self.prior_log_sigma))[:, None, None]
         return out
 
 
@@ -195,8 +213,8 @@ class _RefinedPersons(nn.Module):
         super().__init__()
         self.refinement = refinement
 
-    def forward(self, pair: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.refinement.persons(pair, maps))
+    def forward(self, pair: torch.Tensor, maps: torch.Tensor, *sqdist: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.refinement.persons(pair, maps, *sqdist))
 
 
 class _Features(nn.Module):
@@ -237,7 +255,7 @@ class CorrespondenceNet(nn.Module):
         # sharp enough over ~16k cells; learnt, starting at 1 (the paper's plain softmax).
         self.log_scale = nn.Parameter(torch.zeros(()))
         self.refinement = Refinement(cfg.feature_channels, cfg.num_joints, cfg.refine_channels, cfg.refine_dilations,
-                                     cfg.refine_residual)
+                                     cfg.refine_residual, cfg.refine_prior)
         self._features = self._eager_features
         self._refined_persons = self._eager_refined_persons
 
@@ -283,8 +301,8 @@ class CorrespondenceNet(nn.Module):
                                  if enabled else self._eager_refined_persons)
         return self
 
-    def _eager_refined_persons(self, pair: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.refinement.persons(pair, maps))
+    def _eager_refined_persons(self, pair: torch.Tensor, maps: torch.Tensor, *sqdist: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.refinement.persons(pair, maps, *sqdist))
 
     def descriptors(self, f1: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
         """k x k patches of f1 (B, C, h, w) around grid_xy (B, M, 2) -> (B, M, C*k*k).
@@ -322,23 +340,25 @@ class CorrespondenceNet(nn.Module):
 
     # -- refinement module -------------------------------------------------------
     def refine_logits(self, f1: torch.Tensor, f2: torch.Tensor, maps: torch.Tensor,
-                      pair: torch.Tensor | None = None) -> torch.Tensor:
+                      pair: torch.Tensor | None = None, sqdist: torch.Tensor | None = None) -> torch.Tensor:
         """maps (B, P, K, h, w) softmax affinity maps of P persons -> refined logits, same shape.
 
-        ``pair`` (from ``refinement.pair_term(f1, f2)``) may be passed to reuse it.
+        ``pair`` (from ``refinement.pair_term(f1, f2)``) may be passed to reuse it; ``sqdist`` (same
+        shape as ``maps``) is needed by a refinement with ``refine_prior``.
         """
         if pair is None:
             pair = self.refinement.pair_term(f1, f2)
-        return self.refinement(pair, maps)
+        return self.refinement(pair, maps, sqdist)
 
     def refine(self, f1: torch.Tensor, f2: torch.Tensor, maps: torch.Tensor,
-               pair: torch.Tensor | None = None) -> torch.Tensor:
+               pair: torch.Tensor | None = None, sqdist: torch.Tensor | None = None) -> torch.Tensor:
         """Refined maps in 0..1 (sigmoid), same shape as ``maps`` (B, P, K, h, w)."""
         if maps.shape[0] != 1:
-            return torch.sigmoid(self.refine_logits(f1, f2, maps, pair))
+            return torch.sigmoid(self.refine_logits(f1, f2, maps, pair, sqdist))
         if pair is None:
             pair = self.refinement.pair_term(f1, f2)
-        return self._refined_persons(pair, maps[0])[None]
+        extra = () if sqdist is None else (sqdist[0],)
+        return self._refined_persons(pair, maps[0], *extra)[None]
 
     # -- files -------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict | None = None, half: bool = True) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from corrtrack.models.buckets import pad_batch
-from corrtrack.models.corr_codec import (Letterbox, decode_maps, encode_targets, grid_to_image, image_to_grid,
-                                         sample_maps)
+from corrtrack.models.corr_codec import (Letterbox, body_consensus, consensus_sqdist, decode_maps, grid_to_image,
+                                         image_to_grid, sample_maps)
 from corrtrack.structures import RECOVERED, Poses
 
 
@@ -71,27 +71,17 @@ def motion_prior(maps: torch.Tensor, grid_a: np.ndarray, valid: np.ndarray, sigm
     """Maps (N, K, h, w) weighted by where each person as a whole went.
 
     A person's joints move together more than their maps know: a joint whose map peaks on someone
-    else, or on the mirrored limb, has usually moved unlike the rest of its body. Each person's
-    displacement is the median over its propagated joints (``valid`` (N, K)) of argmax - source
-    (``grid_a`` (N, K, 2), in cells), and every joint's map is multiplied by a Gaussian centred on
-    its source place + that displacement, of ``sigma`` x the person's size (the longer side of the
-    box around its propagated source joints, at least one cell). A peak near where the body went is
-    kept; one far from it loses to a weaker peak in the right place.
+    else, or on the mirrored limb, has usually moved unlike the rest of its body. Every joint's map
+    is multiplied by a Gaussian of ``sigma`` x the person's size around the place its body says it
+    went (``body_consensus``: its source place + the median displacement of the person's joints). A
+    peak near where the body went is kept; one far from it loses to a weaker peak in the right place.
     """
     n, k, h, w = maps.shape
     if n == 0 or sigma <= 0:
         return maps
-    peak = decode_maps(maps).double().cpu().numpy()[..., :2]
-    out = maps.clone()
-    for i in range(n):
-        v = valid[i]
-        if not v.any():
-            continue
-        shift = np.median(peak[i, v] - grid_a[i, v], axis=0)
-        size = max(float(np.ptp(grid_a[i, v], axis=0).max()), 1.0)
-        centre = torch.as_tensor(grid_a[i] + shift, dtype=maps.dtype, device=maps.device)
-        out[i] = maps[i] * encode_targets(centre, torch.ones(k, device=maps.device), h, w, sigma * size)
-    return out
+    centre, size = body_consensus(maps, torch.as_tensor(grid_a), torch.as_tensor(valid))
+    d2 = consensus_sqdist(centre.to(maps.device), size.to(maps.device), h, w)
+    return maps * torch.exp(-d2 / (2 * sigma * sigma)).to(maps.dtype)
 
 
 def propagate(net, frame_a: np.ndarray | None, frame_b: np.ndarray | None, poses_a: Poses,
@@ -132,7 +122,11 @@ def propagate(net, frame_a: np.ndarray | None, frame_b: np.ndarray | None, poses
             if use_refinement:
                 if f1.shape != f2.shape:
                     raise ValueError("refinement needs both frames on the same canvas size")
-                maps = net.refine(f1, f2, maps) * mask
+                sqdist = None
+                if net.config.refine_prior:  # the refinement's learnt motion prior reads the Siamese maps
+                    centre, size = body_consensus(maps[0], g, mask[0, :, :, 0, 0])
+                    sqdist = consensus_sqdist(centre.to(f1.dtype), size.to(f1.dtype), h, w)[None]
+                maps = net.refine(f1, f2, maps, sqdist=sqdist) * mask
             maps = maps[0, :n]
             if prior > 0:
                 maps = motion_prior(maps, grid, valid, prior)

@@ -50,7 +50,8 @@ import torch.nn.functional as F
 
 from corrtrack.errors import CorrtrackError
 from corrtrack.layouts import COCO17
-from corrtrack.models.corr_codec import Letterbox, decode_maps, encode_targets, image_to_grid, inside_image
+from corrtrack.models.corr_codec import (Letterbox, body_consensus, consensus_sqdist, decode_maps, encode_targets,
+                                         image_to_grid, inside_image)
 from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
 from corrtrack.structures import boxes_from_keypoints
 from corrtrack.train.common import (MetricsLog, StepSampler, average_gradients, barrier, config_dict,
@@ -500,7 +501,13 @@ def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float,
     if not slots.any():  # nobody to learn from: one slot keeps the graph (and BatchNorm) well defined
         slots[0] = True
     owner = torch.arange(b, device=slots.device).repeat_interleave(p)[slots]  # the sample of each slot
-    logits = net.refinement.persons(net.refinement.pair_term(f1, f2)[owner], maps[slots])
+    sqdist = None
+    if net.config.refine_prior:  # where each body went, from the same maps the refinement sees
+        with torch.no_grad():
+            centre, size = body_consensus(maps[slots], batch["grid1"].reshape(b * p, k, 2)[slots],
+                                          batch["valid1"].reshape(b * p, k)[slots])
+            sqdist = consensus_sqdist(centre.to(maps.device), size.to(maps.device), h, w)
+    logits = net.refinement.persons(net.refinement.pair_term(f1, f2)[owner], maps[slots], sqdist)
     t = encode_targets(batch["grid2"].reshape(b * p, k, 2)[slots], batch["present2"].reshape(b * p, k)[slots],
                        h, w, sigma)
     per_map = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((-1, -2))

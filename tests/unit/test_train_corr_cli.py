@@ -90,3 +90,14 @@ def test_augmentation_probs_reach_the_run(tmp_path, option):
     assert ck["config"][option[2:].replace("-", "_")] == 0.4
     res = _train(tmp_path, ann, img, "run2", option, "1.5")
     assert res.exit_code != 0 and option in res.output
+
+
+def test_refine_prior_reaches_the_model(tmp_path):
+    ann, img = _make_dataset(tmp_path)
+    res = _train(tmp_path, ann, img, "prior", "--refine-prior")
+    assert res.exit_code == 0, res.output
+    net = CorrespondenceNet.load(tmp_path / "prior" / "corrnet.pt")
+    assert net.config.refine_prior is True and net.refinement.prior_log_sigma.shape == (17,)
+    res = _train(tmp_path, ann, img, "plain")
+    assert res.exit_code == 0, res.output
+    assert CorrespondenceNet.load(tmp_path / "plain" / "corrnet.pt").config.refine_prior is False
