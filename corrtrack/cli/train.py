@@ -31,6 +31,9 @@ def corr_cmd(
                                       help="Give the refinement a learnt motion prior: each joint's refined map "
                                            "is weighted by a Gaussian (its own learnt width) around where the "
                                            "person's joints went as a whole."),
+    refine_prior_motion: str = typer.Option("shift", "--refine-prior-motion",
+                                            help="With --refine-prior: the body's motion is its joints' median "
+                                                 "shift (shift) or an affine fit (affine: follows turns and flips)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from",
                                              help="Start from this corrnet.pt's Siamese weights (everything but "
                                                   "the refinement); e.g. with --steps-siamese 0 to train only a "
@@ -78,6 +81,7 @@ def corr_cmd(
     # With --init-from every Siamese weight is overwritten: loading ImageNet weights first would be wasted.
     net = dataclasses.replace(CorrNetConfig(), backbone=backbone, input_size=input_size,
                               refine_channels=refine_channels, refine_prior=refine_prior,
+                              refine_prior_motion=refine_prior_motion,
                               pretrained=init_from is None)
     cfg = CorrTrainConfig(annotations=tuple(map(str, annotations)), images=tuple(map(str, images)), out_dir=str(out),
                           net=net, steps_siamese=steps_siamese, steps_refine=steps_refine, batch_size=batch_size,

@@ -142,7 +142,11 @@ def sample_maps(maps: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
     return vals.reshape(n, k, m).permute(0, 2, 1)
 
 
-def body_consensus(maps: torch.Tensor, grid_a: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+BODY_MOTIONS = ("shift", "affine")
+
+
+def body_consensus(maps: torch.Tensor, grid_a: torch.Tensor, valid: torch.Tensor,
+                   motion: str = "shift") -> tuple[torch.Tensor, torch.Tensor]:
     """Where each person's joints went as a whole: (centre (N, K, 2), size (N,)), in cells.
 
     maps (N, K, H, W) of N persons in the second frame, ``grid_a`` (N, K, 2) their joints in the
@@ -151,7 +155,15 @@ def body_consensus(maps: torch.Tensor, grid_a: torch.Tensor, valid: torch.Tensor
     count, as numpy's); joint k's centre is its source place + that displacement. ``size`` is the
     longer side of the box around the valid source joints, at least one cell. A person without a
     valid joint gets its source places and size 1.
+
+    ``motion="affine"``: joint k's centre is instead an affine map of its source place, fitted by
+    least squares from the valid joints' source places to their argmaxes, refitted once without the
+    joints farther than 2.5 x the median residual (at least 2 cells); the median shift where fewer
+    than 4 joints remain. A shift cannot follow a person who turns, tilts or is mirrored (the
+    training warps rotate up to 30 degrees and flip), an affine map can.
     """
+    if motion not in BODY_MOTIONS:
+        raise ValueError(f"motion must be one of {BODY_MOTIONS}, got {motion!r}")
     n, k = maps.shape[:2]
     valid = valid.bool()
     grid_a = grid_a.to(torch.float32)
@@ -166,7 +178,24 @@ def body_consensus(maps: torch.Tensor, grid_a: torch.Tensor, valid: torch.Tensor
     top = torch.where(valid[..., None], grid_a, -inf).amax(1)
     bottom = torch.where(valid[..., None], grid_a, inf).amin(1)
     size = torch.where(count > 0, (top - bottom).amax(-1), torch.ones_like(top[:, 0])).clamp_min(1.0)
-    return grid_a + median, size
+    centre = grid_a + median
+    if motion == "affine" and n:
+        centre = _affine_consensus(grid_a, shift + grid_a, valid, centre)
+    return centre, size
+
+
+def _affine_consensus(src: torch.Tensor, dst: torch.Tensor, valid: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    g, peak = src.double(), dst.double()
+    x = torch.cat([g, torch.ones_like(g[..., :1])], -1)  # (N, K, 3)
+    w = valid.double()
+    for _ in range(2):
+        sol = torch.linalg.lstsq(x * w[..., None], peak * w[..., None], driver="gelsd").solution  # (N, 3, 2)
+        pred = x @ sol
+        res = (pred - peak).norm(dim=-1)
+        med = torch.where(valid, res, torch.full_like(res, float("nan"))).nanmedian(1).values
+        w = (valid & (res <= (2.5 * med).clamp_min(2.0)[:, None])).double()
+    ok = w.sum(1) >= 4
+    return torch.where(ok[:, None, None], pred.to(fallback.dtype), fallback)
 
 
 def consensus_sqdist(centre: torch.Tensor, size: torch.Tensor, height: int, width: int) -> torch.Tensor:

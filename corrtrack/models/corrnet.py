@@ -82,6 +82,7 @@ class CorrNetConfig:
     refine_dilations: tuple[int, ...] = (1, 2, 4, 8)
     refine_residual: bool = True  # refined logits = a * log(affinity) + b + learnt delta
     refine_prior: bool = False  # refined logits also - d^2 / (2 sigma_k^2), d: distance to where the body went
+    refine_prior_motion: str = "shift"  # how the body went: "shift" (median) or "affine" (corr_codec.body_consensus)
     pretrained: bool = True  # ImageNet backbone weights (mobilenetv2 only)
 
     def __post_init__(self) -> None:
@@ -91,6 +92,8 @@ class CorrNetConfig:
             raise CorrtrackError("stride: only 4 is supported (the FPN head ends at stride 4)")
         if self.patch % 2 != 1:
             raise CorrtrackError(f"patch: must be odd, got {self.patch}")
+        if self.refine_prior_motion not in ("shift", "affine"):
+            raise CorrtrackError(f"refine_prior_motion: shift or affine, got {self.refine_prior_motion!r}")
         if self.input_size % 32:
             raise CorrtrackError(f"input_size: must be a multiple of 32, got {self.input_size}")
 

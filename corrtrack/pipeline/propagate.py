@@ -124,7 +124,7 @@ def propagate(net, frame_a: np.ndarray | None, frame_b: np.ndarray | None, poses
                     raise ValueError("refinement needs both frames on the same canvas size")
                 sqdist = None
                 if net.config.refine_prior:  # the refinement's learnt motion prior reads the Siamese maps
-                    centre, size = body_consensus(maps[0], g, mask[0, :, :, 0, 0])
+                    centre, size = body_consensus(maps[0], g, mask[0, :, :, 0, 0], net.config.refine_prior_motion)
                     sqdist = consensus_sqdist(centre.to(f1.dtype), size.to(f1.dtype), h, w)[None]
                 maps = net.refine(f1, f2, maps, sqdist=sqdist) * mask
             maps = maps[0, :n]

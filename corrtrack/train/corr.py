@@ -505,7 +505,7 @@ def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float,
     if net.config.refine_prior:  # where each body went, from the same maps the refinement sees
         with torch.no_grad():
             centre, size = body_consensus(maps[slots], batch["grid1"].reshape(b * p, k, 2)[slots],
-                                          batch["valid1"].reshape(b * p, k)[slots])
+                                          batch["valid1"].reshape(b * p, k)[slots], net.config.refine_prior_motion)
             sqdist = consensus_sqdist(centre.to(maps.device), size.to(maps.device), h, w)
     logits = net.refinement.persons(net.refinement.pair_term(f1, f2)[owner], maps[slots], sqdist)
     t = encode_targets(batch["grid2"].reshape(b * p, k, 2)[slots], batch["present2"].reshape(b * p, k)[slots],

@@ -138,3 +138,33 @@ def test_files_without_the_field_load_without_a_prior(tmp_path):
     torch.save(obj, tmp_path / "old.pt")
     back = CorrespondenceNet.load(tmp_path / "old.pt")
     assert back.config.refine_prior is False and not hasattr(back.refinement, "prior_log_sigma")
+
+
+def test_affine_consensus_follows_a_turned_and_mirrored_person_past_a_wrong_peak():
+    h = w = 64
+    rng = np.random.default_rng(1)
+    grid_a = rng.uniform(20, 40, (1, 17, 2))
+    a = np.array([[-np.cos(0.4), np.sin(0.4)], [np.sin(0.4), np.cos(0.4)]])  # rotated 23 degrees and flipped
+    truth = (grid_a - 30) @ a.T + 32 + [3.0, -2.0]
+    peaks = np.round(truth)
+    peaks[0, 5] = [60.0, 4.0]  # one joint's map peaks on someone else
+    maps = encode_targets(torch.as_tensor(peaks, dtype=torch.float32), torch.ones(1, 17), h, w, 1.0)
+    valid = torch.ones(1, 17, dtype=torch.bool)
+    centre, _ = body_consensus(maps, torch.as_tensor(grid_a), valid, "affine")
+    err = np.linalg.norm(centre[0].numpy() - truth[0], axis=-1)
+    assert err.max() < 1.0  # the wrong joint included: it was trimmed from the fit
+    shifted, _ = body_consensus(maps, torch.as_tensor(grid_a), valid)
+    assert np.linalg.norm(shifted[0].numpy() - truth[0], axis=-1).max() > 5  # a shift cannot mirror
+    few = torch.zeros(1, 17, dtype=torch.bool)
+    few[0, :3] = True  # under 4 joints: the median shift
+    torch.testing.assert_close(body_consensus(maps, torch.as_tensor(grid_a), few, "affine")[0],
+                               body_consensus(maps, torch.as_tensor(grid_a), few)[0])
+    with pytest.raises(ValueError, match="motion"):
+        body_consensus(maps, torch.as_tensor(grid_a), valid, "projective")
+
+
+def test_bad_prior_motion_is_a_one_line_error():
+    from corrtrack.errors import CorrtrackError
+
+    with pytest.raises(CorrtrackError, match="refine_prior_motion"):
+        CorrNetConfig(refine_prior=True, refine_prior_motion="spline")

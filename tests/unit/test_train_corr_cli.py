@@ -94,10 +94,13 @@ def test_augmentation_probs_reach_the_run(tmp_path, option):
 
 def test_refine_prior_reaches_the_model(tmp_path):
     ann, img = _make_dataset(tmp_path)
-    res = _train(tmp_path, ann, img, "prior", "--refine-prior")
+    res = _train(tmp_path, ann, img, "prior", "--refine-prior", "--refine-prior-motion", "affine")
     assert res.exit_code == 0, res.output
     net = CorrespondenceNet.load(tmp_path / "prior" / "corrnet.pt")
     assert net.config.refine_prior is True and net.refinement.prior_log_sigma.shape == (17,)
+    assert net.config.refine_prior_motion == "affine"
+    res = _train(tmp_path, ann, img, "bad", "--refine-prior", "--refine-prior-motion", "spline")
+    assert isinstance(res.exception, CorrtrackError) and "refine_prior_motion" in str(res.exception)
     res = _train(tmp_path, ann, img, "plain")
     assert res.exit_code == 0, res.output
     assert CorrespondenceNet.load(tmp_path / "plain" / "corrnet.pt").config.refine_prior is False
