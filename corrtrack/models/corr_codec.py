@@ -157,9 +157,10 @@ def body_consensus(maps: torch.Tensor, grid_a: torch.Tensor, valid: torch.Tensor
     valid joint gets its source places and size 1.
 
     ``motion="affine"``: joint k's centre is instead an affine map of its source place, fitted by
-    least squares from the valid joints' source places to their argmaxes, refitted once without the
-    joints farther than 2.5 x the median residual (at least 2 cells); the median shift where fewer
-    than 4 joints remain. A shift cannot follow a person who turns, tilts or is mirrored (the
+    least squares from the valid joints' source places to their argmaxes - the joints that agree
+    with the best pairwise similarity first (``_similarity_inliers``), then refitted once without
+    the joints farther than 2.5 x the median residual (at least 2 cells); the median shift where
+    fewer than 4 joints remain. A shift cannot follow a person who turns, tilts or is mirrored (the
     training warps rotate up to 30 degrees and flip), an affine map can.
     """
     if motion not in BODY_MOTIONS:
@@ -187,7 +188,7 @@ def body_consensus(maps: torch.Tensor, grid_a: torch.Tensor, valid: torch.Tensor
 def _affine_consensus(src: torch.Tensor, dst: torch.Tensor, valid: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
     g, peak = src.double(), dst.double()
     x = torch.cat([g, torch.ones_like(g[..., :1])], -1)  # (N, K, 3)
-    w = valid.double()
+    w = _similarity_inliers(g, peak, valid).double()
     for _ in range(2):
         sol = torch.linalg.lstsq(x * w[..., None], peak * w[..., None], driver="gelsd").solution  # (N, 3, 2)
         pred = x @ sol
@@ -196,6 +197,38 @@ def _affine_consensus(src: torch.Tensor, dst: torch.Tensor, valid: torch.Tensor,
         w = (valid & (res <= (2.5 * med).clamp_min(2.0)[:, None])).double()
     ok = w.sum(1) >= 4
     return torch.where(ok[:, None, None], pred.to(fallback.dtype), fallback)
+
+
+def _similarity_inliers(src: torch.Tensor, dst: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(N, K) joints within 2.5 x the least median residual (at least 2 cells) of the best
+    similarity (rotation, scale, shift, mirrored or not) through any two valid joints.
+
+    Least median of squares (Rousseeuw 1984) over every pair of joints: a least-squares start is
+    pulled by the joints whose peaks sit on a crossing person, the median is not while they are
+    fewer than half (the median shift's robustness, for a body that turns or is mirrored).
+    """
+    n, k = valid.shape
+    i, j = torch.triu_indices(k, k, 1, device=src.device)
+    z = torch.complex(src[..., 0], src[..., 1])  # (N, K)
+    t = torch.complex(dst[..., 0], dst[..., 1])
+    ds, dt = z[:, j] - z[:, i], t[:, j] - t[:, i]  # (N, P)
+    ok = valid[:, i] & valid[:, j] & (ds.abs() >= 1.0)
+    safe = torch.where(ok, ds, torch.ones_like(ds))
+    resid = []
+    for mirror in (False, True):
+        zs, ss = (z.conj(), safe.conj()) if mirror else (z, safe)
+        a = dt / ss  # (N, P): rotation and scale
+        b = t[:, i] - a * zs[:, i]
+        pred = a[..., None] * zs[:, None, :] + b[..., None]  # (N, P, K)
+        resid.append((pred - t[:, None, :]).abs())
+    res = torch.cat(resid, 1)  # (N, 2P, K)
+    med = torch.where(valid[:, None, :], res, torch.full_like(res, float("nan"))).nanmedian(2).values
+    med = torch.where(torch.cat([ok, ok], 1), med, torch.full_like(med, float("inf")))
+    best = med.argmin(1)  # (N,)
+    r = res[torch.arange(n, device=src.device), best]  # (N, K)
+    m = med[torch.arange(n, device=src.device), best]
+    inl = valid & (r <= (2.5 * m).clamp_min(2.0)[:, None])
+    return torch.where(torch.isfinite(m)[:, None], inl, valid)
 
 
 def consensus_sqdist(centre: torch.Tensor, size: torch.Tensor, height: int, width: int) -> torch.Tensor:

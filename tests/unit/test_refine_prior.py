@@ -163,6 +163,30 @@ def test_affine_consensus_follows_a_turned_and_mirrored_person_past_a_wrong_peak
         body_consensus(maps, torch.as_tensor(grid_a), valid, "projective")
 
 
+def test_affine_consensus_ignores_a_third_of_the_peaks_on_a_crossing_person():
+    """Six of 17 peaks on one other person, together: a least-squares start would bend towards them
+    and keep them (they agree with each other); the pairwise-similarity start leaves them out."""
+    from corrtrack.models.corr_codec import _affine_consensus
+
+    rng = np.random.default_rng(2)
+    failed_plain = 0
+    for trial in range(20):
+        src = torch.as_tensor(rng.uniform(20, 50, (1, 17, 2)))
+        t = rng.uniform(-0.5, 0.5)
+        a = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) * rng.uniform(0.8, 1.25)
+        truth = (src - 35) @ torch.as_tensor(a).T + 35 + torch.as_tensor(rng.uniform(-6, 6, 2))
+        peaks = truth + torch.as_tensor(rng.normal(0, 0.5, (1, 17, 2)))
+        wrong = rng.choice(17, 6, replace=False)
+        peaks[0, wrong] = truth[0, wrong] + torch.as_tensor(rng.choice([-1, 1], 2) * rng.uniform(12, 20, 2))
+        valid = torch.ones(1, 17, dtype=torch.bool)
+        got = _affine_consensus(src, peaks, valid, src)
+        assert (got - truth).norm(dim=-1).max() < 1.5, trial
+        x = torch.cat([src, torch.ones_like(src[..., :1])], -1)
+        plain = x @ torch.linalg.lstsq(x, peaks).solution
+        failed_plain += bool((plain - truth).norm(dim=-1).max() > 3)
+    assert failed_plain >= 15  # the test is one a plain least-squares fit fails
+
+
 def test_bad_prior_motion_is_a_one_line_error():
     from corrtrack.errors import CorrtrackError
 
