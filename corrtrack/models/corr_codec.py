@@ -194,7 +194,7 @@ def _affine_consensus(src: torch.Tensor, dst: torch.Tensor, valid: torch.Tensor,
         pred = x @ sol
         res = (pred - peak).norm(dim=-1)
         med = torch.where(valid, res, torch.full_like(res, float("nan"))).nanmedian(1).values
-        w = (valid & (res <= (2.5 * med).clamp_min(2.0)[:, None])).double()
+        w = _within(res, med, valid).double()
     ok = w.sum(1) >= 4
     return torch.where(ok[:, None, None], pred.to(fallback.dtype), fallback)
 
@@ -224,11 +224,14 @@ def _similarity_inliers(src: torch.Tensor, dst: torch.Tensor, valid: torch.Tenso
     res = torch.cat(resid, 1)  # (N, 2P, K)
     med = torch.where(valid[:, None, :], res, torch.full_like(res, float("nan"))).nanmedian(2).values
     med = torch.where(torch.cat([ok, ok], 1), med, torch.full_like(med, float("inf")))
-    best = med.argmin(1)  # (N,)
-    r = res[torch.arange(n, device=src.device), best]  # (N, K)
-    m = med[torch.arange(n, device=src.device), best]
-    inl = valid & (r <= (2.5 * m).clamp_min(2.0)[:, None])
-    return torch.where(torch.isfinite(m)[:, None], inl, valid)
+    rows, best = torch.arange(n, device=src.device), med.argmin(1)  # (N,)
+    m = med[rows, best]
+    return torch.where(torch.isfinite(m)[:, None], _within(res[rows, best], m, valid), valid)
+
+
+def _within(res: torch.Tensor, med: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(N, K) valid joints whose residual is within 2.5 x their person's median (at least 2 cells)."""
+    return valid & (res <= (2.5 * med).clamp_min(2.0)[:, None])
 
 
 def consensus_sqdist(centre: torch.Tensor, size: torch.Tensor, height: int, width: int) -> torch.Tensor:
