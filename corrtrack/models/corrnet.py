@@ -62,7 +62,7 @@ from torch import nn
 from corrtrack.errors import CorrtrackError
 from corrtrack.models.checkpoint import read_model_file, restore, save_model
 from corrtrack.models.frozen import FrozenCPU
-from corrtrack.models.corr_codec import Letterbox
+from corrtrack.models.corr_codec import Letterbox, consensus_axes
 
 FORMAT = "corrtrack-corrnet"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "corrnet_mobilenetv2.pt"
@@ -170,27 +170,37 @@ class Refinement(nn.Module):
     def pair_term(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
         return self.pair_in(torch.cat([f1, f2], 1))
 
-    def forward(self, pair: torch.Tensor, maps: torch.Tensor, sqdist: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, pair: torch.Tensor, maps: torch.Tensor,
+                consensus: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """pair (B, ch, h/2, w/2) from ``pair_term``; maps (B, P, K, h, w) softmax affinity maps
-        (and, with the prior, ``sqdist`` of the same shape: ``consensus_sqdist``) -> logits (B, P, K, h, w)."""
+        (and, with the prior, ``consensus`` = (centre (B, P, K, 2), size (B, P)): ``body_consensus``)
+        -> logits (B, P, K, h, w)."""
         b, p, k, h, w = maps.shape
         if b > 1:
             pair = pair.repeat_interleave(p, 0)
-        flat = None if sqdist is None else sqdist.reshape(b * p, k, h, w)
+        flat = None if consensus is None else (consensus[0].reshape(b * p, k, 2), consensus[1].reshape(b * p))
         return self.persons(pair, maps.reshape(b * p, k, h, w), flat).reshape(b, p, k, h, w)
 
-    def persons(self, pair: torch.Tensor, maps: torch.Tensor, sqdist: torch.Tensor | None = None) -> torch.Tensor:
+    def persons(self, pair: torch.Tensor, maps: torch.Tensor,
+                consensus: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``forward`` with the persons flattened: pair (1 or N, ch, h/2, w/2), maps (N, K, h, w)
         -> logits (N, K, h, w). Nothing here depends on N, so one trace serves every N.
 
-        With the prior, ``sqdist`` (N, K, h, w) is every cell's squared distance to where the
-        person's body says joint k went, in person sizes (``corr_codec.consensus_sqdist``); the
-        logits lose sqdist / (2 sigma_k^2): a learnt motion prior on top of the maps."""
-        if self.prior and sqdist is None:
-            raise ValueError("this refinement has a motion prior: pass sqdist (corr_codec.consensus_sqdist)")
+        With the prior, ``consensus`` = (centre (N, K, 2), size (N,)) says where each person's body
+        says joint k went, in cells (``corr_codec.body_consensus``); the logits lose
+        d^2 / (2 sigma_k^2), d the distance to that place in person sizes (``consensus_sqdist``): a
+        learnt motion prior on top of the maps. The distance maps are made here, from their two
+        axes, so the CPU inference graph takes 3 numbers per joint instead of a full map."""
+        if self.prior and consensus is None:
+            raise ValueError("this refinement has a motion prior: pass consensus (corr_codec.body_consensus)")
         h, w = maps.shape[-2:]
         m = torch.log1p(maps * (h * w))
-        x = self.maps_in(F.avg_pool2d(m, 2, ceil_mode=True)) + pair
+        if h % 2 == 0 and w % 2 == 0:
+            # maps_in(avg_pool2d(m, 2)) as one 2x2 stride-2 convolution: the same sums, one pass
+            # over the full-size maps instead of two (ONNX Runtime's average pooling is slow).
+            x = F.conv2d(m, self.maps_in.weight.expand(-1, -1, 2, 2) * 0.25, stride=2) + pair
+        else:
+            x = self.maps_in(F.avg_pool2d(m, 2, ceil_mode=True)) + pair
         x = self.blocks(F.relu(self.bn_in(x)))
         # head(concat(upsample(x), m)) computed as upsample(head_x(x)) + head_m(m) + bias: the same
         # function (a 1x1 convolution commutes with bilinear upsampling), but the encoder's part runs
@@ -205,7 +215,9 @@ class Refinement(nn.Module):
             logp = torch.log(maps.clamp_min(1e-12))
             out = out + self.gain[:, None, None] * logp + self.offset[:, None, None]
         if self.prior:
-            out = out - sqdist * (0.5 * torch.exp(-2 * self.prior_log_sigma))[:, None, None]
+            dx2, dy2 = consensus_axes(consensus[0], consensus[1], h, w)  # (N, K, w), (N, K, h)
+            inv = (0.5 * torch.exp(-2 * self.prior_log_sigma))[:, None]  # 1 / (2 sigma_k^2)
+            out = out - (inv * dy2)[..., :, None] - (inv * dx2)[..., None, :]
         return out
 
 
@@ -216,8 +228,8 @@ class _RefinedPersons(nn.Module):
         super().__init__()
         self.refinement = refinement
 
-    def forward(self, pair: torch.Tensor, maps: torch.Tensor, *sqdist: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.refinement.persons(pair, maps, *sqdist))
+    def forward(self, pair: torch.Tensor, maps: torch.Tensor, *consensus: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.refinement.persons(pair, maps, consensus or None))
 
 
 class _Features(nn.Module):
@@ -304,8 +316,8 @@ class CorrespondenceNet(nn.Module):
                                  if enabled else self._eager_refined_persons)
         return self
 
-    def _eager_refined_persons(self, pair: torch.Tensor, maps: torch.Tensor, *sqdist: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.refinement.persons(pair, maps, *sqdist))
+    def _eager_refined_persons(self, pair: torch.Tensor, maps: torch.Tensor, *consensus: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.refinement.persons(pair, maps, consensus or None))
 
     def descriptors(self, f1: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
         """k x k patches of f1 (B, C, h, w) around grid_xy (B, M, 2) -> (B, M, C*k*k).
@@ -343,24 +355,27 @@ class CorrespondenceNet(nn.Module):
 
     # -- refinement module -------------------------------------------------------
     def refine_logits(self, f1: torch.Tensor, f2: torch.Tensor, maps: torch.Tensor,
-                      pair: torch.Tensor | None = None, sqdist: torch.Tensor | None = None) -> torch.Tensor:
+                      pair: torch.Tensor | None = None,
+                      consensus: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """maps (B, P, K, h, w) softmax affinity maps of P persons -> refined logits, same shape.
 
-        ``pair`` (from ``refinement.pair_term(f1, f2)``) may be passed to reuse it; ``sqdist`` (same
-        shape as ``maps``) is needed by a refinement with ``refine_prior``.
+        ``pair`` (from ``refinement.pair_term(f1, f2)``) may be passed to reuse it; ``consensus``
+        (centre (B, P, K, 2), size (B, P), from ``body_consensus``) is needed by a refinement with
+        ``refine_prior``.
         """
         if pair is None:
             pair = self.refinement.pair_term(f1, f2)
-        return self.refinement(pair, maps, sqdist)
+        return self.refinement(pair, maps, consensus)
 
     def refine(self, f1: torch.Tensor, f2: torch.Tensor, maps: torch.Tensor,
-               pair: torch.Tensor | None = None, sqdist: torch.Tensor | None = None) -> torch.Tensor:
+               pair: torch.Tensor | None = None,
+               consensus: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Refined maps in 0..1 (sigmoid), same shape as ``maps`` (B, P, K, h, w)."""
         if maps.shape[0] != 1:
-            return torch.sigmoid(self.refine_logits(f1, f2, maps, pair, sqdist))
+            return torch.sigmoid(self.refine_logits(f1, f2, maps, pair, consensus))
         if pair is None:
             pair = self.refinement.pair_term(f1, f2)
-        extra = () if sqdist is None else (sqdist[0],)
+        extra = () if consensus is None else (consensus[0][0].to(maps.dtype), consensus[1][0].to(maps.dtype))
         return self._refined_persons(pair, maps[0], *extra)[None]
 
     # -- files -------------------------------------------------------------------

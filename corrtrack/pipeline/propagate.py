@@ -122,11 +122,11 @@ def propagate(net, frame_a: np.ndarray | None, frame_b: np.ndarray | None, poses
             if use_refinement:
                 if f1.shape != f2.shape:
                     raise ValueError("refinement needs both frames on the same canvas size")
-                sqdist = None
+                consensus = None
                 if net.config.refine_prior:  # the refinement's learnt motion prior reads the Siamese maps
                     centre, size = body_consensus(maps[0], g, mask[0, :, :, 0, 0], net.config.refine_prior_motion)
-                    sqdist = consensus_sqdist(centre.to(f1.dtype), size.to(f1.dtype), h, w)[None]
-                maps = net.refine(f1, f2, maps, sqdist=sqdist) * mask
+                    consensus = (centre[None].to(f1.device), size[None].to(f1.device))
+                maps = net.refine(f1, f2, maps, consensus=consensus) * mask
             maps = maps[0, :n]
             if prior > 0:
                 maps = motion_prior(maps, grid, valid, prior)

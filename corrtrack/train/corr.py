@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from corrtrack.errors import CorrtrackError
 from corrtrack.layouts import COCO17
-from corrtrack.models.corr_codec import (Letterbox, body_consensus, consensus_sqdist, decode_maps, encode_targets,
+from corrtrack.models.corr_codec import (Letterbox, body_consensus, decode_maps, encode_targets,
                                          image_to_grid, inside_image)
 from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
 from corrtrack.structures import boxes_from_keypoints
@@ -501,13 +501,13 @@ def refinement_loss(net: CorrespondenceNet, batch: dict, sigma: float,
     if not slots.any():  # nobody to learn from: one slot keeps the graph (and BatchNorm) well defined
         slots[0] = True
     owner = torch.arange(b, device=slots.device).repeat_interleave(p)[slots]  # the sample of each slot
-    sqdist = None
+    consensus = None
     if net.config.refine_prior:  # where each body went, from the same maps the refinement sees
         with torch.no_grad():
             centre, size = body_consensus(maps[slots], batch["grid1"].reshape(b * p, k, 2)[slots],
                                           batch["valid1"].reshape(b * p, k)[slots], net.config.refine_prior_motion)
-            sqdist = consensus_sqdist(centre.to(maps.device), size.to(maps.device), h, w)
-    logits = net.refinement.persons(net.refinement.pair_term(f1, f2)[owner], maps[slots], sqdist)
+            consensus = (centre.to(maps.device, maps.dtype), size.to(maps.device, maps.dtype))
+    logits = net.refinement.persons(net.refinement.pair_term(f1, f2)[owner], maps[slots], consensus)
     t = encode_targets(batch["grid2"].reshape(b * p, k, 2)[slots], batch["present2"].reshape(b * p, k)[slots],
                        h, w, sigma)
     per_map = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((-1, -2))

@@ -47,21 +47,39 @@ def _pair(persons=3, seed=0):
     f1 = F.normalize(torch.randn(1, 32, 24, 32), dim=1)
     f2 = F.normalize(torch.randn(1, 32, 24, 32), dim=1)
     maps = torch.softmax(3 * torch.randn(1, persons, 17, 24 * 32), -1).reshape(1, persons, 17, 24, 32)
-    sqdist = torch.rand(1, persons, 17, 24, 32) * 4
-    return f1, f2, maps, sqdist
+    centre = torch.rand(1, persons, 17, 2) * torch.tensor([32.0, 24.0])
+    size = 4 + 10 * torch.rand(1, persons)
+    return f1, f2, maps, (centre, size)
 
 
 def test_untrained_prior_is_the_hand_set_gaussian_of_a_tenth_of_the_person():
     net = CorrespondenceNet(TINY).eval()
-    f1, f2, maps, sqdist = _pair()
+    f1, f2, maps, (centre, size) = _pair()
+    far = (torch.full_like(centre, 1e3), torch.full_like(size, 1e6))  # d^2 ~ 0 everywhere
     with torch.no_grad():
-        with_prior = net.refine_logits(f1, f2, maps, sqdist=sqdist)
-        without = net.refine_logits(f1, f2, maps, sqdist=torch.zeros_like(sqdist))
+        with_prior = net.refine_logits(f1, f2, maps, consensus=(centre, size))
+        without = net.refine_logits(f1, f2, maps, consensus=far)
     # logit - d^2 / (2 * 0.1^2): the refined map times exp(-d^2 / 0.02) in the logit domain
+    sqdist = consensus_sqdist(centre[0], size[0], 24, 32)[None]
     torch.testing.assert_close(without - with_prior, sqdist / (2 * 0.1 ** 2), atol=1e-3, rtol=1e-5)
-    with pytest.raises(ValueError, match="sqdist"):
+    with pytest.raises(ValueError, match="consensus"):
         net.refine(f1, f2, maps)
     assert math.exp(float(net.refinement.prior_log_sigma[0].detach())) == pytest.approx(0.1)
+
+
+def test_even_maps_pool_by_convolution_as_average_pooling_would():
+    """The 2x2 stride-2 convolution that pools the maps on an even grid gives what average pooling
+    + the 1x1 convolution gives (the odd grid's path)."""
+    net = CorrespondenceNet(dataclasses.replace(TINY, refine_prior=False)).eval()
+    maps = torch.rand(3, 17, 24, 32)
+    m = torch.log1p(maps * 24 * 32)
+    r = net.refinement
+    with torch.no_grad():
+        want = r.maps_in(F.avg_pool2d(m, 2, ceil_mode=True))
+        got = F.conv2d(m, r.maps_in.weight.expand(-1, -1, 2, 2) * 0.25, stride=2)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        odd = r.persons(torch.zeros(1, 32, 12, 16), torch.rand(2, 17, 23, 31))  # the pooling path
+    assert odd.shape == (2, 17, 23, 31)
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "torchscript"])
@@ -70,13 +88,13 @@ def test_prior_on_the_cpu_inference_path_matches_eager(runtime):
     with torch.no_grad():
         net.refinement.head.weight.normal_(0, 0.3)
         net.refinement.prior_log_sigma.copy_(torch.linspace(-2.5, -0.5, 17))
-    f1, f2, maps, sqdist = _pair(5)
+    f1, f2, maps, (centre, size) = _pair(5)
     with torch.inference_mode():
-        eager = net.refine(f1, f2, maps, sqdist=sqdist)
+        eager = net.refine(f1, f2, maps, consensus=(centre, size))
         net.freeze_for_cpu(runtime=runtime)
         for p in (2, 5):
-            torch.testing.assert_close(net.refine(f1, f2, maps[:, :p], sqdist=sqdist[:, :p]), eager[:, :p],
-                                       atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(net.refine(f1, f2, maps[:, :p], consensus=(centre[:, :p], size[:, :p])),
+                                       eager[:, :p], atol=1e-5, rtol=1e-4)
 
 
 def test_propagate_with_the_prior_keeps_a_joint_with_its_body():
