@@ -46,7 +46,9 @@ per source spread evenly; one pair per gap each: <= 150 pairs per gap). People
 are scored where identity is unambiguous and joints where the teacher is
 confident (``RealPairConfig``: other people farther than 1.5 box diagonals in
 both frames, the match within 0.75 diagonals, teacher joint score >= 0.5 in both
-frames); PCK@0.1 of the longer side of the teacher's box in frame b. No PCKh: the
+frames); PCK@0.1 of the longer side of the teacher's box in frame b. Misses at gaps 5
+and 10 by mode as in set (b), against the teacher's joints (a miss on the own
+mirrored joint: a left/right swap by the method or by the teacher). No PCKh: the
 teacher gives COCO-17 joints, no head box. The teacher's boxes and keypoints are
 cached in ``--teacher-cache`` (out/bench_corr_real/teacher.json), so reruns only
 pay for the correspondence networks.
@@ -244,6 +246,19 @@ def failure_modes(pred: np.ndarray, truth: np.ndarray, side: np.ndarray, flip: n
     err = d[np.arange(n), :, np.arange(n)][:, np.arange(k), np.arange(k)]
     modes = np.select([err <= tol, other_person, mirrored, err <= 2 * tol, own_other], [0, 1, 2, 3, 4], 5)
     return np.where(vis, modes, -1)
+
+
+def print_failure_modes(methods, modes: dict, gaps, top3: dict | None = None) -> None:
+    """Markdown table: per method and gap the share of joints in each miss mode (and the top-3 bound)."""
+    print("| method | gap | " + " | ".join(FAILURE_MODES[1:]) + (" | top-3 peaks |" if top3 is not None else " |"))
+    print("|---" * (1 + len(FAILURE_MODES) + (top3 is not None)) + "|")
+    for m in methods:
+        for g in gaps:
+            c = np.bincount(modes[m, g], minlength=len(FAILURE_MODES)) / max(len(modes[m, g]), 1)
+            row = f"| {m} | {g} | " + " | ".join(f"{100 * v:.1f}" for v in c[1:]) + " |"
+            if top3 is not None:
+                row += f" {100 * np.mean(top3[m, g]):.1f} |" if (m, g) in top3 else " – |"
+            print(row)
 
 
 def truth_in_top_peaks(maps: torch.Tensor, truth_xy: np.ndarray, side: np.ndarray, letterbox, stride: int,
@@ -448,17 +463,20 @@ def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairCo
                   flow: bool = True):
     """Set (c): PCK@0.1 (of the longer side of the teacher's box in frame b) per gap and source, for the
     teacher's confident joints of unambiguous people. Returns (methods, hits {(method, gap, source): [bool]},
-    counts {(gap, source): [pairs, people]}, people {(gap, source): [person id of each scored joint]}; the
-    joints of one key are in the same order for every method)."""
+    counts {(gap, source): [pairs, people]}, people {(gap, source): [person id of each scored joint]}, modes
+    {(method, gap): [``failure_modes`` index of each scored joint]}; the joints of one key are in the same
+    order for every method)."""
     from corrtrack.io.video import open_source
     from corrtrack.pipeline.detector import Detector
     from corrtrack.pipeline.pose import PoseConfig, TopDownPoseEstimator
 
     detector, estimator = Detector(device="cpu"), TopDownPoseEstimator(PoseConfig(model="thunder"), device="cpu")
     methods = method_names(nets, flow)
+    flip = COCO17.flip_permutation()
     hits: dict = {}
     counts: dict = {}
     people: dict = {}
+    modes: dict = {}
     for source in sources:
         path = DATA / source
         with open_source(path) as src:
@@ -508,11 +526,14 @@ def accuracy_real(nets: dict, cache_path: Path, cfg: RealPairConfig = RealPairCo
                     preds[mname] = moved.keypoints[..., :2]
                 if flow:
                     preds["DIS optical flow"] = dis_flow(frames[a], frames[b], kp)
+                truth = dst_kp.copy()
+                truth[..., 2] = both  # only the scored joints count, as truth and as "another person"
                 for mname, p in preds.items():
                     err = np.linalg.norm(p - dst_kp[..., :2], axis=-1)
                     ok = err[both] <= 0.1 * np.broadcast_to(side[:, None], err.shape)[both]
                     hits.setdefault((mname, g, source), []).extend(ok.tolist())
-    return methods, hits, counts, people
+                    modes.setdefault((mname, g), []).extend(failure_modes(p, truth, side, flip)[both].tolist())
+    return methods, hits, counts, people, modes
 
 
 def paired_bootstrap(h1, h2, groups, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -703,17 +724,11 @@ def main() -> None:
                 print(f"| {m} | {np.mean(vis):.3f} | {np.mean(hid):.3f} | {auc(vis, hid):.3f} | {len(hid)} |")
         print("\nMisses by mode at gaps 5 and 10, % of the joints (`failure_modes`); top-3 peaks: % of joints "
               "whose truth is among the map's 3 highest peaks (a bound for choosing among them)\n")
-        print("| method | gap | " + " | ".join(FAILURE_MODES[1:]) + " | top-3 peaks |")
-        print("|---" * (3 + len(FAILURE_MODES)) + "|")
-        for m in methods:
-            for g in gaps[1:]:
-                c = np.bincount(modes[m, g], minlength=len(FAILURE_MODES)) / max(len(modes[m, g]), 1)
-                t3 = f"{100 * np.mean(top3[m, g]):.1f}" if (m, g) in top3 else "–"
-                print(f"| {m} | {g} | " + " | ".join(f"{100 * v:.1f}" for v in c[1:]) + f" | {t3} |")
+        print_failure_modes(methods, modes, gaps[1:], top3)
     if not args.skip_accuracy and "c" in sets:
         t = time.time()
         cfg = dataclasses.replace(RealPairConfig(), anchors_per_source=args.anchors)
-        methods, hits, counts, people = accuracy_real(nets, args.teacher_cache, cfg, flow=flow)
+        methods, hits, counts, people, modes = accuracy_real(nets, args.teacher_cache, cfg, flow=flow)
         srcs = [s for s in REAL_SOURCES if any(counts.get((g, s), [0])[0] for g in cfg.gaps)]
         pool = lambda m, g, ss=REAL_SOURCES: [h for s in ss for h in hits.get((m, g, s), [])]  # noqa: E731
         print(f"\nReal video pairs vs the teacher (NanoDet + MoveNet thunder), frames with index % {TRAIN_EVERY} "
@@ -747,6 +762,10 @@ def main() -> None:
             cells = [" / ".join(f"{100 * np.mean(pool(m, g, (s,))):.1f}" if pool(m, g, (s,)) else "-"
                                 for g in cfg.gaps) for s in srcs]
             print(f"| {m} | " + " | ".join(cells) + " |")
+        print("\nMisses by mode at gaps 5 and 10, % of the joints (`failure_modes`, against the teacher: a miss "
+              "on the own mirrored joint is a left/right swap by the method or by the teacher between the two "
+              "frames)\n")
+        print_failure_modes(methods, modes, cfg.gaps[1:])
         print("\nPCKh@0.5: not derivable: the teacher gives COCO-17 joints and no head box.")
     if not args.skip_speed:
         sizes = [int(x) for x in args.speed_sizes.split(",")]

@@ -117,3 +117,15 @@ def test_truth_in_top_peaks_counts_only_real_peaks(bench):
     assert bench.truth_in_top_peaks(maps, truth, side, lb, 4).tolist() == [[False, False]]
     truth[0, 1] = at(0, 0)  # zero map values are not peaks, even where the map is flat
     assert not bench.truth_in_top_peaks(maps, truth, side, lb, 4)[0, 1]
+
+
+def test_failure_mode_table_has_one_column_per_mode(bench, capsys):
+    modes = {("m", 5): [0, 0, 2, 5], ("m", 10): [1, 3]}
+    bench.print_failure_modes(["m"], modes, (5, 10))
+    lines = capsys.readouterr().out.splitlines()
+    widths = {line.count("|") for line in lines}
+    assert len(lines) == 4 and widths == {len(bench.FAILURE_MODES) + 2}  # method, gap, the misses
+    assert lines[2] == "| m | 5 | 0.0 | 25.0 | 0.0 | 0.0 | 25.0 |"
+    bench.print_failure_modes(["m"], modes, (5,), top3={("m", 5): [True, False]})
+    lines = capsys.readouterr().out.splitlines()
+    assert {line.count("|") for line in lines} == {len(bench.FAILURE_MODES) + 3} and lines[2].endswith(" 50.0 |")
