@@ -181,6 +181,15 @@ class Refinement(nn.Module):
         flat = None if consensus is None else (consensus[0].reshape(b * p, k, 2), consensus[1].reshape(b * p))
         return self.persons(pair, maps.reshape(b * p, k, h, w), flat).reshape(b, p, k, h, w)
 
+    def pooled_maps_in(self, m: torch.Tensor) -> torch.Tensor:
+        """``maps_in`` of the maps ``m`` (N, K, h, w) averaged over 2 x 2 cells (ceil mode)."""
+        h, w = m.shape[-2:]
+        if h % 2 or w % 2:
+            return self.maps_in(F.avg_pool2d(m, 2, ceil_mode=True))
+        # On an even grid one 2x2 stride-2 convolution: the same sums, one pass over the full-size
+        # maps instead of two (ONNX Runtime's average pooling is slow).
+        return F.conv2d(m, self.maps_in.weight.expand(-1, -1, 2, 2) * 0.25, stride=2)
+
     def persons(self, pair: torch.Tensor, maps: torch.Tensor,
                 consensus: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``forward`` with the persons flattened: pair (1 or N, ch, h/2, w/2), maps (N, K, h, w)
@@ -195,13 +204,7 @@ class Refinement(nn.Module):
             raise ValueError("this refinement has a motion prior: pass consensus (corr_codec.body_consensus)")
         h, w = maps.shape[-2:]
         m = torch.log1p(maps * (h * w))
-        if h % 2 == 0 and w % 2 == 0:
-            # maps_in(avg_pool2d(m, 2)) as one 2x2 stride-2 convolution: the same sums, one pass
-            # over the full-size maps instead of two (ONNX Runtime's average pooling is slow).
-            x = F.conv2d(m, self.maps_in.weight.expand(-1, -1, 2, 2) * 0.25, stride=2) + pair
-        else:
-            x = self.maps_in(F.avg_pool2d(m, 2, ceil_mode=True)) + pair
-        x = self.blocks(F.relu(self.bn_in(x)))
+        x = self.blocks(F.relu(self.bn_in(self.pooled_maps_in(m) + pair)))
         # head(concat(upsample(x), m)) computed as upsample(head_x(x)) + head_m(m) + bias: the same
         # function (a 1x1 convolution commutes with bilinear upsampling), but the encoder's part runs
         # at stride 8 and no full-size concatenation is made (1.4x faster on a CPU: the per-person
