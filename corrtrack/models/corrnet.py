@@ -181,6 +181,10 @@ class Refinement(nn.Module):
         flat = None if consensus is None else (consensus[0].reshape(b * p, k, 2), consensus[1].reshape(b * p))
         return self.persons(pair, maps.reshape(b * p, k, h, w), flat).reshape(b, p, k, h, w)
 
+    def refined_persons(self, pair: torch.Tensor, maps: torch.Tensor, *consensus: torch.Tensor) -> torch.Tensor:
+        """Refined maps (sigmoid of ``persons``), ``consensus`` as separate tensors (a trace's inputs)."""
+        return torch.sigmoid(self.persons(pair, maps, consensus or None))
+
     def pooled_maps_in(self, m: torch.Tensor) -> torch.Tensor:
         """``maps_in`` of the maps ``m`` (N, K, h, w) averaged over 2 x 2 cells (ceil mode)."""
         h, w = m.shape[-2:]
@@ -225,14 +229,14 @@ class Refinement(nn.Module):
 
 
 class _RefinedPersons(nn.Module):
-    """Refined maps (sigmoid) of ``Refinement.persons``, as a module of its own, to be traced."""
+    """``Refinement.refined_persons`` as a module of its own, to be traced."""
 
     def __init__(self, refinement: Refinement):
         super().__init__()
         self.refinement = refinement
 
     def forward(self, pair: torch.Tensor, maps: torch.Tensor, *consensus: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.refinement.persons(pair, maps, consensus or None))
+        return self.refinement.refined_persons(pair, maps, *consensus)
 
 
 class _Features(nn.Module):
@@ -275,7 +279,7 @@ class CorrespondenceNet(nn.Module):
         self.refinement = Refinement(cfg.feature_channels, cfg.num_joints, cfg.refine_channels, cfg.refine_dilations,
                                      cfg.refine_residual, cfg.refine_prior)
         self._features = self._eager_features
-        self._refined_persons = self._eager_refined_persons
+        self._refined_persons = self.refinement.refined_persons
 
     # -- modules, as the paper trains them ------------------------------------
     def siamese_parameters(self):
@@ -316,11 +320,8 @@ class CorrespondenceNet(nn.Module):
         # batch_generic: the number of persons is no part of the trace (tested).
         self._refined_persons = (FrozenCPU(_RefinedPersons(self.refinement), owner=self, batch_generic=True,
                                            runtime=runtime)
-                                 if enabled else self._eager_refined_persons)
+                                 if enabled else self.refinement.refined_persons)
         return self
-
-    def _eager_refined_persons(self, pair: torch.Tensor, maps: torch.Tensor, *consensus: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.refinement.persons(pair, maps, consensus or None))
 
     def descriptors(self, f1: torch.Tensor, grid_xy: torch.Tensor) -> torch.Tensor:
         """k x k patches of f1 (B, C, h, w) around grid_xy (B, M, 2) -> (B, M, C*k*k).
