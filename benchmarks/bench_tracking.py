@@ -115,6 +115,12 @@ def apply_sets(cfg, sets: dict[str, object]):
         if rest:
             cfg = replace(cfg, **{head: apply_sets(getattr(cfg, head), {rest: value})})
         else:
+            old = getattr(cfg, head)
+            # A value of the wrong type would run silently as something else ("False" is a true string).
+            if isinstance(old, bool) != isinstance(value, bool) or isinstance(old, (int, float)) != isinstance(
+                    value, (int, float)) or (isinstance(old, str) and not isinstance(value, str)):
+                if old is not None:
+                    raise SystemExit(f"--set {key}={value!r}: {head} is a {type(old).__name__} (default {old!r})")
             cfg = replace(cfg, **{head: value})
     return cfg
 
@@ -126,7 +132,8 @@ def parse_sets(items: list[str]) -> dict[str, object]:
         if not sep:
             raise SystemExit(f"--set {item}: expected key=value")
         try:
-            out[key] = json.loads(value)
+            out[key] = {"True": True, "False": False, "None": None}.get(value) if value in ("True", "False", "None") \
+                else json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
     return out
@@ -471,6 +478,11 @@ def config_key(obj) -> str:
     return f"{type(obj).__qualname__}({', '.join(fields)})"
 
 
+def store_tag(refined: bool, prior: float) -> str:
+    """Name of a CorrStore's propagations (file and log): the maps they were read from."""
+    return ("refined" if refined else "softmax") + (f"-prior{prior:g}" if prior > 0 else "")
+
+
 def run_dir(suite_dir: Path, name: str, cfg, models: Models) -> Path:
     uses_corr = cfg.uses_correspondence_net
     # The resolved threshold and keep-alive too: the config holds None for "the similarity's
@@ -535,9 +547,8 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
 
         def store(refined: bool, prior: float) -> CorrStore:
             if (refined, prior) not in stores:
-                tag = ("refined" if refined else "softmax") + (f"-prior{prior:g}" if prior > 0 else "")
-                stores[refined, prior] = CorrStore(models.corr(), refined, dets,
-                                                   cache / models.weights_tag / f"{name}.{tag}.pkl", prior)
+                stores[refined, prior] = CorrStore(models.corr(), refined, dets, cache / models.weights_tag
+                                                   / f"{name}.{store_tag(refined, prior)}.pkl", prior)
             return stores[refined, prior]
 
         if any(cfg.uses_correspondence_net for cfg in todo.values()):
@@ -571,7 +582,7 @@ def track_suite(suite_dir: Path, methods: dict[str, object], models: Models, pro
             s.save()
         est.save()
         emb.save()
-        computed = {("refined" if r else "softmax"): s.computed for r, s in stores.items()}
+        computed = {store_tag(*key): s.computed for key, s in stores.items()}
         feats = sum(s.features_computed for s in stores.values())
         took[preset_of(name)] = time.perf_counter() - t_seq
         print(f"{name}: {', '.join(todo)} in {time.perf_counter() - t0:.0f} s "

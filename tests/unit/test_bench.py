@@ -257,6 +257,25 @@ def test_bench_tracking_method_names_give_their_configs():
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
+def test_bench_tracking_set_parses_python_booleans_and_refuses_wrong_types():
+    """``--set use_refinement=False`` once ran refined maps: "False" was kept as a (true) string."""
+    code = (
+        "import sys; sys.path.insert(0, 'benchmarks'); import bench_tracking as b\n"
+        "from corrtrack.pipeline.tracker import TrackerConfig\n"
+        "s = b.parse_sets(['use_refinement=False', 'recovery.enabled=true', 'detect_every=2', 'threshold=0.1'])\n"
+        "assert s == {'use_refinement': False, 'recovery.enabled': True, 'detect_every': 2, 'threshold': 0.1}\n"
+        "c = b.apply_sets(TrackerConfig(), s)\n"
+        "assert c.use_refinement is False and c.recovery.enabled is True and c.detect_every == 2\n"
+        "for bad in ('use_refinement=maybe', 'detect_every=x', 'similarity=3', 'motion_prior=1'):\n"
+        "    try:\n"
+        "        b.apply_sets(TrackerConfig(), b.parse_sets([bad]))\n"
+        "    except SystemExit as e:\n"
+        "        assert bad.split('=')[0] in str(e)\n"
+        "    else:\n"
+        "        raise AssertionError(bad)\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
 def test_bench_tracking_cache_key_leaves_out_later_options_at_their_old_behaviour():
     """Runs cached before an option existed keep their folder: the key is the config's repr without
     the option while it tracks as before, and any other value of it changes the key."""
