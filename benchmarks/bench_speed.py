@@ -84,7 +84,10 @@ def section(report, plot: Path) -> str:
         + ("; `vtest.avi, --detect-every N`: the same with the detector on every N-th frame only "
            "(`TrackerConfig.detect_every`; in between, the people of the previous frame are followed by "
            "correspondences and their poses re-estimated)" if any(", --detect-every" in r.input for r in real)
-           else "") + ". Pipeline defaults: NanoDet "
+           else "")
+        + ("; `vtest.avi, --no-refinement`: the same tracked with the Siamese affinity maps "
+           "(`TrackerConfig.use_refinement` off)" if any(", --no-refinement" in r.input for r in real) else "")
+        + ". Pipeline defaults: NanoDet "
         f"(auto input 416 here, default thresholds), MoveNet auto ({'thunder on a GPU' if gpu else 'lightning on a CPU'}), correspondence similarity with recovery and "
         f"refinement, keep-alive {keep_alive}{tentative}{runtime}.",
         "* Stages, ms per frame: detect; pose (MoveNet on every box, recovery re-estimates included); "
@@ -181,6 +184,8 @@ def main() -> None:
                     help="how the correspondence network runs on a CPU (RunConfig.cpu_runtime)")
     ap.add_argument("--detect-every", default="2,3",
                     help="also time the video with the detector on every n-th frame only, for each n ('' for none)")
+    ap.add_argument("--no-refinement", action="store_true",
+                    help="also time the video tracked with the Siamese maps (TrackerConfig.use_refinement off)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--plot", type=Path, default=PLOT)
     ap.add_argument("--no-write", action="store_true", help="only print; leave BENCHMARKS.md and the plot alone")
@@ -204,7 +209,8 @@ def main() -> None:
         config = BenchConfig(frames=args.frames, people=parse_counts(args.people), quality=False, seed=args.seed,
                              device=args.device, threads=args.threads, video=args.video,
                              cpu_runtime=args.cpu_runtime, detect_every=parse_counts(args.detect_every,
-                                                                                       "--detect-every"))
+                                                                                       "--detect-every"),
+                             no_refinement=args.no_refinement)
         t0 = time.perf_counter()
         report = run_bench(config, progress=sys.stderr.isatty(), log=lambda m: print(m, flush=True))
         report.environment["seconds"] = time.perf_counter() - t0

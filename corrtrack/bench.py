@@ -62,6 +62,7 @@ class BenchConfig:
     threads: int | None = None  # torch CPU threads; None = torch's default
     cpu_runtime: str = "onnx"  # the correspondence network's CPU runtime (RunConfig.cpu_runtime)
     detect_every: tuple[int, ...] = ()  # the video again with the detector on every n-th frame only
+    no_refinement: bool = False  # the video again with the Siamese maps (TrackerConfig.use_refinement off)
 
     def validate(self) -> None:
         if self.frames < 2 or self.warmup < 0:
@@ -406,7 +407,7 @@ def run_bench(config: BenchConfig = BenchConfig(), progress: bool = False, log=p
     """Speed on the video (+ synthetic scenes of ``config.people``), model sizes and the quality check."""
     import torch
 
-    from corrtrack.pipeline.run import RunConfig, build_parts
+    from corrtrack.pipeline.run import RunConfig, build_parts, parts_for
 
     config.validate()
     video = Path(config.video) if config.video else default_video()
@@ -430,11 +431,12 @@ def run_bench(config: BenchConfig = BenchConfig(), progress: bool = False, log=p
             row = measure_speed(src, parts, run_config, config.frames, label, n, warmup)
             log(f"  {row.fps:.2f} FPS, {row.detected:.1f} people detected per frame")
             report.speed.append(row)
-        for n in (1, *config.detect_every):
-            label = video.name if n == 1 else f"{video.name}, --detect-every {n}"
+        variants = [(video.name, {})] + [(f"{video.name}, --no-refinement", {"use_refinement": False})] * \
+            config.no_refinement + [(f"{video.name}, --detect-every {n}", {"detect_every": n}) for n in config.detect_every]
+        for label, changes in variants:
             log(f"{label}: tracking {config.frames} frames")
-            rc = replace(run_config, tracker=replace(run_config.tracker, detect_every=n))
-            row = measure_speed(video, parts, rc, config.frames, label, None, warmup)
+            rc = replace(run_config, tracker=replace(run_config.tracker, **changes))
+            row = measure_speed(video, parts_for(parts, rc.tracker), rc, config.frames, label, None, warmup)
             log(f"  {row.fps:.2f} FPS")
             report.speed.append(row)
         report.models = model_sizes(parts)

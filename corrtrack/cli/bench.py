@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         detect_every: Optional[str] = typer.Option(None, "--detect-every",
                                                    help="Also time the video with the detector on every n-th "
                                                    "frame only, for each n given, e.g. 2,3."),
+        no_refinement: bool = typer.Option(False, "--no-refinement",
+                                           help="Also time the video tracked with the Siamese maps "
+                                           "(corrtrack track --no-refinement)."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
     ) -> None:
@@ -61,7 +64,7 @@ def register(app: typer.Typer) -> None:
         config = BenchConfig(frames=frames, video=str(video) if video else None, people=parse_counts(people),
                              quality=quality, quality_frames=quality_frames, quality_sequences=quality_sequences,
                              seed=seed, device=device, threads=threads, cpu_runtime=cpu_runtime.value,
-                             detect_every=parse_counts(detect_every, "--detect-every"))
+                             detect_every=parse_counts(detect_every, "--detect-every"), no_refinement=no_refinement)
 
         def log(msg: str) -> None:
             if not quiet:

@@ -235,12 +235,17 @@ def build_parts(config: RunConfig) -> Parts:
     correspond = None
     if tc.uses_correspondence_net:
         correspond = CorrPropagator.load(config.corr_weights, config.device, runtime=config.cpu_runtime,
-                                         input_size=config.corr_input_size,
-                                         use_refinement=tc.use_refinement, joint_thresh=tc.joint_thresh,
-                                         prior=tc.corr_prior,
-                                         cache_size=tc.max_age + 2)
+                                         input_size=config.corr_input_size, **CorrPropagator.settings(tc))
     embed = CropEmbedder(config.device) if (tc.similarity == "reid" or tc.appearance > 0) else None
     return Parts(detect, estimate, correspond, embed)
+
+
+def parts_for(parts: Parts, tracker: TrackerConfig) -> Parts:
+    """``parts`` with a correspondence propagator set as ``tracker`` asks (refinement, joint threshold,
+    prior, feature cache), sharing the loaded network: one build serves runs of different settings."""
+    if parts.correspond is None or not isinstance(parts.correspond, CorrPropagator):
+        return parts
+    return dataclasses.replace(parts, correspond=CorrPropagator(parts.correspond.net, **CorrPropagator.settings(tracker)))
 
 
 class PoseTracker:
@@ -342,6 +347,12 @@ class CorrPropagator:
             raise CorrtrackError(f"correspondence input size must be >= 64, got {input_size}")
         net.config = dataclasses.replace(net.config, square=False, input_size=input_size or net.config.input_size)
         return cls(net.freeze_for_cpu(runtime=runtime), **kw)  # CPU inference path (corrtrack.models.frozen)
+
+    @staticmethod
+    def settings(tracker: TrackerConfig) -> dict[str, Any]:
+        """The keyword arguments a tracker config gives a propagator."""
+        return dict(use_refinement=tracker.use_refinement, joint_thresh=tracker.joint_thresh,
+                    prior=tracker.corr_prior, cache_size=tracker.max_age + 2)
 
     def reset(self) -> None:
         self._feats.clear()

@@ -43,7 +43,7 @@ def test_bench_cli_tiny(vtest, tmp_path):
 
     out = tmp_path / "res" / "bench.json"
     args = ["bench", "--frames", "3", "--people", "2", "--quality-frames", "5", "--quality-sequences", "1",
-            "--device", "cpu", "--detect-every", "2", "--json", str(out), "-q"]
+            "--device", "cpu", "--detect-every", "2", "--no-refinement", "--json", str(out), "-q"]
     res = CliRunner().invoke(app, args)
     if isinstance(res.exception, CorrtrackError) and "weights" in str(res.exception):
         pytest.skip(f"models unavailable: {res.exception}")
@@ -53,10 +53,12 @@ def test_bench_cli_tiny(vtest, tmp_path):
     data = json.loads(out.read_text())
     assert not list(out.parent.glob("*.part"))
     speed = data["speed"]
-    assert [r["input"] for r in speed] == ["synthetic, 2 people", "vtest.avi", "vtest.avi, --detect-every 2"]
-    assert [r["people"] for r in speed] == [2, None, None]
+    assert [r["input"] for r in speed] == ["synthetic, 2 people", "vtest.avi", "vtest.avi, --no-refinement",
+                                           "vtest.avi, --detect-every 2"]
+    assert [r["people"] for r in speed] == [2, None, None, None]
     # Frames 0 and 2 detected, frame 1 followed: fewer boxes per frame than detecting all three.
-    assert 0 < speed[2]["detected"] < speed[1]["detected"]
+    assert 0 < speed[3]["detected"] < speed[1]["detected"]
+    assert speed[2]["detected"] == speed[1]["detected"]  # the maps change nothing before tracking
     for r in speed:
         assert r["frames"] == 3 and (r["width"], r["height"]) == (768, 576)
         assert set(r["stage_ms"]) == set(STAGES)

@@ -133,3 +133,18 @@ def test_a_rejected_candidate_is_not_estimated_again_at_once(tmp_path):
     track_sequence(seq, tmp_path / "out", config, Parts(with_cone, estimate))
     summary = json.loads(output_path(tmp_path / "out", "summary", "w").read_text())
     assert summary["boxes"] == {"detected": 18, "estimated": 14}
+
+
+def test_parts_for_sets_the_propagator_as_the_tracker_config_asks_and_shares_the_network():
+    from corrtrack.pipeline.run import CorrPropagator, parts_for
+
+    net = object()  # never called here
+    parts = Parts(blob_detect, passthrough, CorrPropagator(net, **CorrPropagator.settings(TrackerConfig())))
+    assert parts.correspond.use_refinement and parts.correspond.cache_size == TrackerConfig().max_age + 2
+    tc = TrackerConfig(use_refinement=False, joint_thresh=0.2, corr_prior=0.1, keep_alive=7)
+    moved = parts_for(parts, tc).correspond
+    assert moved.net is net and moved is not parts.correspond
+    assert (moved.use_refinement, moved.joint_thresh, moved.prior, moved.cache_size) == (False, 0.2, 0.1, 9)
+    assert parts.correspond.use_refinement  # the original is left as it was
+    fake = Parts(blob_detect, passthrough, correspond=lambda *a: None)  # not a CorrPropagator: kept
+    assert parts_for(fake, tc) is fake
