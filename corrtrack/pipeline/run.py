@@ -269,7 +269,9 @@ class PoseTracker:
 
     def __init__(self, config: RunConfig | None = None, parts: Parts | None = None):
         self.config = config or RunConfig()
-        self.parts = parts or build_parts(self.config)
+        # Parts built for another config (one build shared by many runs) get a propagator set as
+        # this config's tracker asks: its refinement, joint threshold and prior are fixed at build.
+        self.parts = parts_for(parts, self.config.tracker) if parts else build_parts(self.config)
         self.reset()
 
     def reset(self) -> None:

@@ -148,3 +148,6 @@ def test_parts_for_sets_the_propagator_as_the_tracker_config_asks_and_shares_the
     assert parts.correspond.use_refinement  # the original is left as it was
     fake = Parts(blob_detect, passthrough, correspond=lambda *a: None)  # not a CorrPropagator: kept
     assert parts_for(fake, tc) is fake
+    # PoseTracker (and so track_sequence) does the same with parts built for another config.
+    tracker = PoseTracker(RunConfig(tracker=tc, progress=False), parts)
+    assert tracker.parts.correspond.net is net and not tracker.parts.correspond.use_refinement
