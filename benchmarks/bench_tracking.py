@@ -117,12 +117,15 @@ def apply_sets(cfg, sets: dict[str, object]):
         else:
             old = getattr(cfg, head)
             # A value of the wrong type would run silently as something else ("False" is a true string).
-            if isinstance(old, bool) != isinstance(value, bool) or isinstance(old, (int, float)) != isinstance(
-                    value, (int, float)) or (isinstance(old, str) and not isinstance(value, str)):
-                if old is not None:
-                    raise SystemExit(f"--set {key}={value!r}: {head} is a {type(old).__name__} (default {old!r})")
+            if old is not None and (isinstance(old, bool) != isinstance(value, bool)
+                                    or isinstance(old, (int, float)) != isinstance(value, (int, float))
+                                    or (isinstance(old, str) and not isinstance(value, str))):
+                raise SystemExit(f"--set {key}={value!r}: {head} is a {type(old).__name__} (default {old!r})")
             cfg = replace(cfg, **{head: value})
     return cfg
+
+
+PYTHON_LITERALS = {"True": True, "False": False, "None": None}  # --set takes these as well as JSON's
 
 
 def parse_sets(items: list[str]) -> dict[str, object]:
@@ -132,8 +135,7 @@ def parse_sets(items: list[str]) -> dict[str, object]:
         if not sep:
             raise SystemExit(f"--set {item}: expected key=value")
         try:
-            out[key] = {"True": True, "False": False, "None": None}.get(value) if value in ("True", "False", "None") \
-                else json.loads(value)
+            out[key] = PYTHON_LITERALS[value] if value in PYTHON_LITERALS else json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
     return out

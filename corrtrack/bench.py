@@ -431,8 +431,10 @@ def run_bench(config: BenchConfig = BenchConfig(), progress: bool = False, log=p
             row = measure_speed(src, parts, run_config, config.frames, label, n, warmup)
             log(f"  {row.fps:.2f} FPS, {row.detected:.1f} people detected per frame")
             report.speed.append(row)
-        variants = [(video.name, {})] + [(f"{video.name}, --no-refinement", {"use_refinement": False})] * \
-            config.no_refinement + [(f"{video.name}, --detect-every {n}", {"detect_every": n}) for n in config.detect_every]
+        variants = [(video.name, {})]
+        if config.no_refinement:
+            variants.append((f"{video.name}, --no-refinement", {"use_refinement": False}))
+        variants += [(f"{video.name}, --detect-every {n}", {"detect_every": n}) for n in config.detect_every]
         for label, changes in variants:
             log(f"{label}: tracking {config.frames} frames")
             rc = replace(run_config, tracker=replace(run_config.tracker, **changes))

@@ -243,7 +243,7 @@ def build_parts(config: RunConfig) -> Parts:
 def parts_for(parts: Parts, tracker: TrackerConfig) -> Parts:
     """``parts`` with a correspondence propagator set as ``tracker`` asks (refinement, joint threshold,
     prior, feature cache), sharing the loaded network: one build serves runs of different settings."""
-    if parts.correspond is None or not isinstance(parts.correspond, CorrPropagator):
+    if not isinstance(parts.correspond, CorrPropagator):
         return parts
     return dataclasses.replace(parts, correspond=CorrPropagator(parts.correspond.net, **CorrPropagator.settings(tracker)))
 
