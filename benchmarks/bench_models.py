@@ -271,7 +271,7 @@ def main() -> None:
         table(["input size", "canvas vtest / 1080p", "vtest 768×576 ms", "PoseTrack 1920×1080 ms",
                "vtest frames 300; 360", "PoseTrack18 found (3 frames)", "COCO found (4 images)"], det_rows),
         "",
-        "**MoveNet top-down pose, ms per person** (batched real crops, frozen CPU path as the pipeline runs it, "
+        "**MoveNet top-down pose, ms per person** (batched real crops, the CPU path the pipeline runs (corrtrack.models.frozen), "
         "median (min))",
         "",
         table(["model", "input", *(f"batch {b}" for b in POSE_BATCHES)], pose_rows),

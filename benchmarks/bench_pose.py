@@ -11,8 +11,9 @@ loaded by onnxruntime without TensorFlow, see METHOD.md), and one inference of
 the original TF.js graph in node (pure-JS tfjs, the parity reference).
 Contenders are timed interleaved, so load from other processes hits them alike;
 ``--clock cpu`` times this process's CPU time instead of wall time (steadier when
-other jobs share the machine). Our model runs eager and frozen (TorchScript trace,
-what the pipeline runs on CPU; ``corrtrack.models.frozen``).
+other jobs share the machine). Our model runs eager, frozen (TorchScript trace) and as the
+pipeline runs it on a CPU (the network on ONNX Runtime, the decoding in torch;
+``corrtrack.models.frozen``).
 
 Accuracy, both sizes, boxes from the ground truth and from our NanoDet
 detector (default: boxes above 0.4, plus candidates 0.2-0.4 whose pose is
@@ -134,18 +135,20 @@ def bench_speed(repeats: int, reference: bool, threads: int = 2, clock: str = "w
     print("|---|---|---:|---:|---:|---:|")
     for variant in VARIANTS:
         eager = load_movenet(variant, device="cpu")
-        frozen = load_movenet(variant, device="cpu").freeze_for_cpu()  # what the pipeline runs on CPU
+        frozen = load_movenet(variant, device="cpu").freeze_for_cpu(runtime="torchscript")
+        default = load_movenet(variant, device="cpu").freeze_for_cpu()  # what the pipeline runs on CPU
         sess = ort_session(eager, eager.input_size, threads)
         for b in BATCHES:
             x = torch.from_numpy(real_crops(eager.input_size, b))
             xf = x.float().numpy()
-            runs = {"torch cpu, eager": lambda: eager(x), "torch cpu, frozen (default)": lambda: frozen(x)}
+            runs = {"torch cpu, eager": lambda: eager(x), "torch cpu, frozen TorchScript": lambda: frozen(x),
+                    "onnxruntime heads + torch decode (default)": lambda: default(x)}
             if sess is not None:
                 runs["onnxruntime cpu (same model)"] = lambda: sess.run(None, {"input": xf})
             with torch.inference_mode():
                 ms = time_interleaved(runs, repeats, timer)
             for name, v in ms.items():
-                r = f"{v / ms['onnxruntime cpu (same model)']:.2f}" if sess is not None and name.startswith("torch") else ""
+                r = f"{v / ms['onnxruntime cpu (same model)']:.2f}" if sess is not None and "same model" not in name else ""
                 print(f"| {variant} | {name} | {b} | {v:.1f} | {v / b:.2f} | {r} |", flush=True)
         if torch.cuda.is_available():
             gpu = load_movenet(variant, device="cuda")

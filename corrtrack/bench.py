@@ -60,7 +60,7 @@ class BenchConfig:
     seed: int = 0
     device: str | None = None  # None = CUDA if available
     threads: int | None = None  # torch CPU threads; None = torch's default
-    cpu_runtime: str = "onnx"  # the correspondence network's CPU runtime (RunConfig.cpu_runtime)
+    cpu_runtime: str = "onnx"  # the networks' CPU runtime (RunConfig.cpu_runtime)
     detect_every: tuple[int, ...] = ()  # the video again with the detector on every n-th frame only
     no_refinement: bool = False  # the video again with the Siamese maps (TrackerConfig.use_refinement off)
 

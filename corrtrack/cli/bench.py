@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
         cpu_runtime: CpuRuntime = typer.Option(CpuRuntime.onnx, "--cpu-runtime",
-                                               help="How the correspondence network runs on a CPU."),
+                                               help="How the networks run on a CPU."),
         detect_every: Optional[str] = typer.Option(None, "--detect-every",
                                                    help="Also time the video with the detector on every n-th "
                                                    "frame only, for each n given, e.g. 2,3."),

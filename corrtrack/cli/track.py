@@ -136,8 +136,8 @@ def register(app: typer.Typer) -> None:
                                                       "multiple of 32 (default: the model's, 512)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
         cpu_runtime: CpuRuntime = typer.Option(CpuRuntime.onnx, "--cpu-runtime",
-                                               help="How the correspondence network runs on a CPU: ONNX Runtime "
-                                                    "(faster) or frozen TorchScript."),
+                                               help="How the networks run on a CPU: ONNX Runtime (faster) or "
+                                                    "frozen TorchScript."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or timing table."),
     ) -> None:
         """Estimate the pose of every person in a video and track them with keypoint correspondences.

@@ -252,10 +252,10 @@ class MoveNet(nn.Module):
         f = self.backbone(x)
         return self.center(f), self.heatmap(f), self.regress(f), self.offset(f)
 
-    def freeze_for_cpu(self, enabled: bool = True) -> "MoveNet":
-        """Run ``heads`` through a frozen TorchScript trace on CPU at inference (1.1-1.3x faster;
-        ``corrtrack.models.frozen``). Training and GPU calls stay eager."""
-        self._network = FrozenCPU(_Heads(self), owner=self, batch_generic=True) if enabled else self.heads
+    def freeze_for_cpu(self, enabled: bool = True, runtime: str = "onnx") -> "MoveNet":
+        """Run ``heads`` through a frozen TorchScript trace (or ONNX Runtime: ``runtime="onnx"``) on CPU
+        at inference (``corrtrack.models.frozen``). Training and GPU calls stay eager."""
+        self._network = FrozenCPU(_Heads(self), owner=self, batch_generic=True, runtime=runtime) if enabled else self.heads
         return self
 
     def decode(self, m: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -68,8 +68,8 @@ class DetectorConfig:
     classes: tuple[int, ...] = (PERSON,)  # COCO-80 classes to keep; the output is people by default
     pad_value: int = 0  # letterbox border (the network sees 0..1 RGB; black borders)
     min_box_size: float = 2.0  # pixels in the original image; smaller boxes are dropped
-    # CPU: run the network as a frozen TorchScript trace per canvas shape (corrtrack.models.frozen;
-    # about eager speed for NanoDet, 0-15% faster). Same outputs to ~1e-4.
+    # CPU: run the network through ONNX Runtime or a frozen TorchScript trace per canvas shape (the
+    # Detector's runtime; corrtrack.models.frozen). Same outputs to ~1e-4.
     frozen_cpu: bool = True
 
 
@@ -275,7 +275,7 @@ class Detector:
     """NanoDet person detector. ``detector(frame) -> Poses``; ``detector(batch) -> list[Poses]``."""
 
     def __init__(self, config: DetectorConfig = DetectorConfig(), device: str | torch.device | None = None,
-                 model: torch.nn.Module | None = None):
+                 model: torch.nn.Module | None = None, runtime: str = "onnx"):
         from corrtrack.models.registry import default_device, load_model
 
         if config.input_size != "auto" and (not isinstance(config.input_size, int) or config.input_size % 32
@@ -296,7 +296,7 @@ class Detector:
 
         # optimize=False: oneDNN layouts cost NanoDet's PAN more than they save (corrtrack.models.frozen)
         self._network = FrozenCPU(self.model, config.frozen_cpu, batch_generic=isinstance(self.model, NanoDet),
-                                  optimize=False)
+                                  optimize=False, runtime=runtime)
         self._cells: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # canvas -> centres, strides
 
     # -- public API -----------------------------------------------------------

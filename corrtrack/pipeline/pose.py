@@ -66,8 +66,8 @@ class PoseConfig:
     candidate_memory: in a video, a candidate whose box overlaps (IoU >= ``candidate_memory_iou``)
         one rejected by that check in the last ``candidate_memory`` frames is dropped without a
         pose estimate (``CandidateMemory``; 0 = estimate every candidate).
-    frozen_cpu: on CPU, run MoveNet through a frozen TorchScript trace (oneDNN fused
-        convolutions; 1.1-1.3× faster, within 1e-3 of eager; ``corrtrack.models.frozen``).
+    frozen_cpu: on CPU, run MoveNet through ONNX Runtime or a frozen TorchScript trace (the
+        estimator's ``runtime``; within 1e-3 of eager; ``corrtrack.models.frozen``).
     """
 
     model: str = AUTO
@@ -293,7 +293,8 @@ class TopDownPoseEstimator:
     Person score = box score (1 when none) × mean keypoint score.
     """
 
-    def __init__(self, config: PoseConfig | None = None, device=None, weights: str | Path | None = None):
+    def __init__(self, config: PoseConfig | None = None, device=None, weights: str | Path | None = None,
+                 runtime: str = "onnx"):
         import torch
 
         self.config = config or PoseConfig()
@@ -314,7 +315,7 @@ class TopDownPoseEstimator:
             if variant == AUTO:
                 variant = "thunder" if self.device.type == "cuda" else "lightning"
             self.variant = variant
-            self.model = load_movenet(variant, weights, self.device).freeze_for_cpu(self.config.frozen_cpu)
+            self.model = load_movenet(variant, weights, self.device).freeze_for_cpu(self.config.frozen_cpu, runtime)
             self.input_size, self.layout = self.model.input_size, COCO17
             self._crop_config = self.config
         w, h = _wh(self.input_size)

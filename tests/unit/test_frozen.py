@@ -10,6 +10,10 @@ from corrtrack.models.frozen import FrozenCPU, _OnnxCall
 from corrtrack.models.movenet import MoveNet
 
 
+RUNTIMES = ["torchscript", pytest.param("onnx", marks=pytest.mark.skipif(not frozen.onnx_available(),
+                                                                        reason="onnxruntime not installed"))]
+
+
 def small_net() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, groups=8),
@@ -39,19 +43,23 @@ def test_batch_size_is_part_of_the_key_by_default():
     assert len(fast._traces) == 2
 
 
-def test_nanodet_frozen_matches_eager_across_batch_sizes():
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_nanodet_frozen_matches_eager_across_batch_sizes(runtime):
     from corrtrack.models.nanodet import NanoDet
+    from corrtrack.pipeline.detector import Detector
 
     torch.manual_seed(2)
     net = NanoDet().eval()
     x = torch.rand(3, 3, 64, 96)
-    fast = FrozenCPU(net, batch_generic=True)
+    fast = Detector(device="cpu", model=net, runtime=runtime)._network  # as the pipeline builds it
     with torch.inference_mode():
         eager = net(x)
         fast(x[:1])
         frozen = fast(x)
     for a, b in zip(frozen, eager):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    (trace,) = fast._traces.values()  # one for every batch size
+    assert isinstance(trace, _OnnxCall if runtime == "onnx" else torch.jit.ScriptModule)
 
 
 def test_eager_when_training_or_grad_or_disabled():
@@ -85,8 +93,9 @@ def test_untraceable_module_falls_back_with_a_warning():
     assert len([m for m in w if "no frozen CPU path" in str(m.message)]) == 1
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("variant", ["lightning", "thunder"])
-def test_movenet_frozen_matches_eager(variant):
+def test_movenet_frozen_matches_eager(variant, runtime):
     torch.manual_seed(1)
     net = MoveNet(variant).eval()
     for p in net.parameters():  # random weights, scaled so activations stay in a sane range
@@ -94,17 +103,15 @@ def test_movenet_frozen_matches_eager(variant):
     x = torch.randint(0, 256, (3, net.input_size, net.input_size, 3)).float()
     with torch.inference_mode():
         eager = net.maps(x)
-        net.freeze_for_cpu()
+        net.freeze_for_cpu(runtime=runtime)
         net.maps(x[:1])  # traced on one crop, then reused for three: batch-generic
         frozen = net.maps(x)
-        assert len(net._network._traces) == 1
-        assert net._network._traces  # the frozen path ran
+        (trace,) = net._network._traces.values()  # the frozen path ran, once
+        assert isinstance(trace, _OnnxCall if runtime == "onnx" else torch.jit.ScriptModule)
     for k in eager:
         torch.testing.assert_close(frozen[k], eager[k], atol=1e-3, rtol=1e-3)
 
 
-RUNTIMES = ["torchscript", pytest.param("onnx", marks=pytest.mark.skipif(not frozen.onnx_available(),
-                                                                        reason="onnxruntime not installed"))]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -161,6 +168,38 @@ def test_onnx_runtime_matches_eager_one_session_per_shape():
             torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-4)
     assert [k[0][0] for k in fast._traces] == [(3, 16, 16), (3, 20, 12)]
     assert all(isinstance(t, _OnnxCall) for t in fast._traces.values())
+
+
+class _IgnoresSecond(nn.Module):
+    def forward(self, a, b):
+        return a * 2
+
+
+@pytest.mark.skipif(not frozen.onnx_available(), reason="onnxruntime not installed")
+def test_onnx_runtime_runs_a_module_that_ignores_an_input():
+    # the exporter drops such an input from the graph; feeding it anyway made ORT refuse the call
+    fast = FrozenCPU(_IgnoresSecond().eval(), runtime="onnx")
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(fast(a, b), a * 2)
+    assert isinstance(next(iter(fast._traces.values())), _OnnxCall)
+
+
+def test_build_parts_runs_every_network_on_the_run_s_cpu_runtime(monkeypatch):
+    from corrtrack.pipeline import detector, pose
+    from corrtrack.pipeline.run import RunConfig, build_parts
+    from corrtrack.pipeline.tracker import TrackerConfig
+
+    seen = {}
+    monkeypatch.setattr(detector, "Detector", lambda *a, runtime, **k: seen.setdefault("detect", runtime))
+    monkeypatch.setattr(pose, "TopDownPoseEstimator", lambda *a, runtime, **k: seen.setdefault("estimate", runtime))
+    parts = build_parts(RunConfig(cpu_runtime="torchscript", device="cpu"))
+    assert seen == {"detect": "torchscript", "estimate": "torchscript"}
+    assert parts.correspond.net._features.runtime == "torchscript"
+    seen.clear()
+    build_parts(RunConfig(tracker=TrackerConfig(similarity="oks"), device="cpu"))
+    assert seen == {"detect": "onnx", "estimate": "onnx"}  # the default
 
 
 def test_onnx_runtime_falls_back_to_torchscript_without_onnxruntime(monkeypatch):
