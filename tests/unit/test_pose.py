@@ -203,3 +203,23 @@ def test_candidate_memory_config_is_checked():
         PoseConfig(candidate_memory=-1)
     with pytest.raises(ValueError, match="candidate_memory"):
         PoseConfig(candidate_memory_iou=0)
+
+
+def test_cpu_batches_are_at_most_cpu_max_batch(tmp_path, monkeypatch):
+    # ONNX Runtime's arena keeps the largest batch's activations: a crowded frame goes through in chunks
+    import corrtrack.pipeline.pose as pose_module
+
+    path = tmp_path / "movenet-lightning.pt"
+    torch.save(MoveNet("lightning").state_dict(), path)
+    monkeypatch.setattr(pose_module, "CPU_MAX_BATCH", 3)
+    est = TopDownPoseEstimator(PoseConfig(model="lightning"), device="cpu", weights=path)
+    assert est.max_batch == 3 and est.config.max_batch == 64
+    sizes = []
+    model = est.model
+    est.model = lambda x: sizes.append(len(x)) or model(x)
+    image = np.random.default_rng(0).integers(0, 256, (60, 80, 3)).astype(np.uint8)
+    p = est(image, np.tile([[5, 5, 40, 55]], (7, 1)))
+    assert sizes == [3, 3, 1] and len(p) == 7
+    sizes.clear()
+    est.estimate_frames(torch.as_tensor(image).permute(2, 0, 1)[None], [np.tile([[5, 5, 40, 55]], (4, 1))])
+    assert sizes == [3, 1]
