@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from corrtrack.cli.track import CpuRuntime
+from corrtrack.cli.track import CpuRuntime, cpu_runtime_option
 from corrtrack.errors import CorrtrackError
 
 
@@ -39,8 +39,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the synthetic scenes."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
-        cpu_runtime: CpuRuntime = typer.Option(CpuRuntime.onnx, "--cpu-runtime",
-                                               help="How the networks run on a CPU."),
+        cpu_runtime: CpuRuntime = cpu_runtime_option(),
         detect_every: Optional[str] = typer.Option(None, "--detect-every",
                                                    help="Also time the video with the detector on every n-th "
                                                    "frame only, for each n given, e.g. 2,3."),

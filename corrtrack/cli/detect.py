@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from corrtrack.cli.track import CpuRuntime, cpu_runtime_option
+
 
 def detect_cmd(
     source: Path = typer.Argument(..., help="An image, a video or a folder of images."),
@@ -17,6 +19,7 @@ def detect_cmd(
     end: Optional[int] = typer.Option(None, "--end", help="Stop before this frame index."),
     step: int = typer.Option(1, "--step", help="Use every STEP-th frame."),
     annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="Also write an annotated image/video."),
+    cpu_runtime: CpuRuntime = cpu_runtime_option(),
 ) -> None:
     """Detect people in every frame; write OUT/<name>.detections.json and an annotated image or video."""
     import dataclasses
@@ -37,7 +40,7 @@ def detect_cmd(
         if not 0 <= threshold < 1:
             raise CorrtrackError(f"--threshold must be in [0, 1), got {threshold}")
         config = dataclasses.replace(config, score_threshold=threshold)
-    detector = Detector(config, device=device)
+    detector = Detector(config, device=device, runtime=cpu_runtime.value)
 
     def process(frame):
         poses = detector(frame.image)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from corrtrack.cli.track import CpuRuntime, cpu_runtime_option
+
 
 def pose_cmd(
     source: Path = typer.Argument(..., help="An image, a video or a folder of images."),
@@ -23,6 +25,7 @@ def pose_cmd(
     end: Optional[int] = typer.Option(None, "--end", help="Stop before this frame index."),
     step: int = typer.Option(1, "--step", help="Use every STEP-th frame."),
     annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="Also write an annotated image/video."),
+    cpu_runtime: CpuRuntime = cpu_runtime_option(),
 ) -> None:
     """Detect people and estimate their poses in every frame (no tracking).
 
@@ -46,8 +49,8 @@ def pose_cmd(
             raise CorrtrackError(f"--threshold must be in [0, 1), got {threshold}")
         det_config = dataclasses.replace(det_config, score_threshold=threshold)
     pose_config = pose_config_for(model)
-    detector = Detector(det_config, device=device)
-    estimator = TopDownPoseEstimator(pose_config, device=device)
+    detector = Detector(det_config, device=device, runtime=cpu_runtime.value)
+    estimator = TopDownPoseEstimator(pose_config, device=device, runtime=cpu_runtime.value)
 
     def process(frame):
         poses = estimator(frame.image, detector(frame.image))

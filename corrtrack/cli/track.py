@@ -26,6 +26,12 @@ class CpuRuntime(str, Enum):  # RunConfig.cpu_runtime
     torchscript = "torchscript"
 
 
+def cpu_runtime_option():
+    """``--cpu-runtime``, the same in every command that runs the networks."""
+    return typer.Option(CpuRuntime.onnx, "--cpu-runtime",
+                        help="How the networks run on a CPU: ONNX Runtime (faster) or frozen TorchScript.")
+
+
 def load_ground_truth(gt: Path, names: list[str], start: int, end: int | None):
     """GT sequences for the tracked ``names``: a PoseTrack file, a folder of them matched by name,
     or a synthetic-benchmark folder (its ``posetrack/``)."""
@@ -135,9 +141,7 @@ def register(app: typer.Typer) -> None:
                                                       help="Longer side of the correspondence network's input, a "
                                                       "multiple of 32 (default: the model's, 512)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
-        cpu_runtime: CpuRuntime = typer.Option(CpuRuntime.onnx, "--cpu-runtime",
-                                               help="How the networks run on a CPU: ONNX Runtime (faster) or "
-                                                    "frozen TorchScript."),
+        cpu_runtime: CpuRuntime = cpu_runtime_option(),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or timing table."),
     ) -> None:
         """Estimate the pose of every person in a video and track them with keypoint correspondences.

@@ -146,7 +146,8 @@ def test_cli_detect_writes_json_and_annotations(shared_data, detector, tmp_path)
     assert_same_people(np.array(out["frames"][0]["boxes"]), BASKETBALL1_PEOPLE, "detect CLI on basketball1.png")
     assert (tmp_path / "basketball1.detections.png").stat().st_size > 10_000
     res = runner.invoke(app, ["detect", str(shared_data / "opencv" / "vtest.avi"), "-o", str(tmp_path),
-                              "--start", "300", "--end", "303", "--device", "cpu"])
+                              "--start", "300", "--end", "303", "--device", "cpu",
+                              "--cpu-runtime", "torchscript"])  # the image above ran on the default, ONNX Runtime
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "vtest.detections.json").read_text())
     assert [f["index"] for f in out["frames"]] == [300, 301, 302]
