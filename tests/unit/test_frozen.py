@@ -112,8 +112,6 @@ def test_movenet_frozen_matches_eager(variant, runtime):
         torch.testing.assert_close(frozen[k], eager[k], atol=1e-3, rtol=1e-3)
 
 
-
-
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_correspondence_features_frozen_match_eager_and_training_stays_eager(runtime):
     from corrtrack.models.corrnet import CorrespondenceNet, CorrNetConfig
