@@ -61,6 +61,7 @@ from torch import nn
 
 from corrtrack.errors import CorrtrackError
 from corrtrack.models.checkpoint import read_model_file, restore, save_model
+from corrtrack.models import frozen
 from corrtrack.models.frozen import FrozenCPU
 from corrtrack.models.corr_codec import Letterbox, consensus_axes
 
@@ -380,7 +381,12 @@ class CorrespondenceNet(nn.Module):
         if pair is None:
             pair = self.refinement.pair_term(f1, f2)
         extra = () if consensus is None else (consensus[0][0].to(maps.dtype), consensus[1][0].to(maps.dtype))
-        return self._refined_persons(pair, maps[0], *extra)[None]
+        n = maps.shape[1]
+        step = n if maps.device.type == "cuda" else frozen.CPU_MAX_BATCH  # CPU: chunks bound ONNX Runtime's arena
+        if n <= step:
+            return self._refined_persons(pair, maps[0], *extra)[None]
+        return torch.cat([self._refined_persons(pair, maps[0, i:i + step], *(e[i:i + step] for e in extra))
+                          for i in range(0, n, step)])[None]
 
     # -- files -------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict | None = None, half: bool = True) -> None:

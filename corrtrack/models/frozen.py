@@ -114,6 +114,13 @@ class FrozenCPU:
 
 RUNTIMES = ("torchscript", "onnx")
 
+# ONNX Runtime's memory arena keeps the activations of the largest batch it has run, and on a CPU an
+# item costs the same from about 6 a batch on: chunks of 8 bound the arena at no cost in speed.
+# MoveNet lightning, 30 crops: 265 against 272 ms, peak RSS 499 against 928 MB (TorchScript 530 MB);
+# the correspondence refinement, 32 people at 512 px: 221-277 ms either way, 573-615 against 863-897 MB
+# (out/dev29/arena2.py, out/dev30/refarena.py). Used by the pose estimator and the refinement.
+CPU_MAX_BATCH = 8
+
 
 def onnx_available() -> bool:
     """Whether ONNX Runtime and the ``onnx`` package (which torch's exporter needs) import."""

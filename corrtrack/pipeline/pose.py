@@ -58,7 +58,7 @@ class PoseConfig:
     aspect_ratio: w:h of the paper's crop (288:384).
     padding: box enlargement before squaring (paper-style 1.25).
     max_batch: crops per forward pass (bounds memory on crowded frames); on a CPU at most
-        ``CPU_MAX_BATCH``.
+        ``corrtrack.models.frozen.CPU_MAX_BATCH``.
     candidate_min_joint_score: a detector CANDIDATE (a box below the detector's score threshold,
         see ``DetectorConfig.candidate_threshold``) is kept when its pose's mean joint score reaches
         this (0.35: basketball2's truncated player and vtest's far walkers pass with lightning and
@@ -88,12 +88,6 @@ class PoseConfig:
             raise ValueError("aspect_ratio and padding must be > 0 and max_batch >= 1")
         if self.candidate_memory < 0 or not 0 < self.candidate_memory_iou <= 1:
             raise ValueError("candidate_memory must be >= 0 frames and candidate_memory_iou in (0, 1]")
-
-
-# ONNX Runtime's memory arena keeps the activations of the largest batch it has run, and on a CPU a
-# crop costs the same from about 6 crops a batch on: chunks of 8 bound the arena at no cost in speed
-# (MoveNet lightning, 30 crops: 265 against 272 ms, peak RSS 499 against 928 MB; TorchScript 530 MB).
-CPU_MAX_BATCH = 8
 
 
 def crop_squares(boxes: np.ndarray, config: PoseConfig) -> np.ndarray:
@@ -304,6 +298,8 @@ class TopDownPoseEstimator:
                  runtime: str = "onnx"):
         import torch
 
+        from corrtrack.models import frozen
+
         self.config = config or PoseConfig()
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         if is_posenet_path(self.config.model):
@@ -327,8 +323,9 @@ class TopDownPoseEstimator:
             self._crop_config = self.config
         w, h = _wh(self.input_size)
         self.aspect = w / h
+        # on a CPU in chunks that bound ONNX Runtime's arena (corrtrack.models.frozen.CPU_MAX_BATCH)
         self.max_batch = self.config.max_batch if self.device.type == "cuda" else min(self.config.max_batch,
-                                                                                       CPU_MAX_BATCH)
+                                                                                       frozen.CPU_MAX_BATCH)
 
     # -- crops -----------------------------------------------------------------
     def squares(self, boxes: np.ndarray) -> np.ndarray:

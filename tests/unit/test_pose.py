@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from corrtrack.models import frozen  # noqa: E402
 from corrtrack.models.movenet import MoveNet  # noqa: E402
 from corrtrack.pipeline.pose import (PoseConfig, TopDownPoseEstimator, as_rgb_uint8, crop_affines,  # noqa: E402
                                      crop_image, crop_squares, crop_tensor, crops_to_image)
@@ -207,11 +208,9 @@ def test_candidate_memory_config_is_checked():
 
 def test_cpu_batches_are_at_most_cpu_max_batch(tmp_path, monkeypatch):
     # ONNX Runtime's arena keeps the largest batch's activations: a crowded frame goes through in chunks
-    import corrtrack.pipeline.pose as pose_module
-
     path = tmp_path / "movenet-lightning.pt"
     torch.save(MoveNet("lightning").state_dict(), path)
-    monkeypatch.setattr(pose_module, "CPU_MAX_BATCH", 3)
+    monkeypatch.setattr(frozen, "CPU_MAX_BATCH", 3)
     est = TopDownPoseEstimator(PoseConfig(model="lightning"), device="cpu", weights=path)
     assert est.max_batch == 3 and est.config.max_batch == 64
     sizes = []

@@ -96,6 +96,27 @@ def test_prior_on_the_cpu_inference_path_matches_eager(runtime):
                                        eager[:, :p], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("runtime", ["onnx", "torchscript"])
+def test_cpu_refinement_runs_in_chunks_of_cpu_max_batch(runtime, monkeypatch):
+    # ONNX Runtime's arena keeps what its largest batch needed: a crowd is refined a few people at a time
+    from corrtrack.models import frozen
+
+    net = CorrespondenceNet(TINY).eval()
+    with torch.no_grad():
+        net.refinement.head.weight.normal_(0, 0.3)
+        net.refinement.prior_log_sigma.copy_(torch.linspace(-2.5, -0.5, 17))
+    f1, f2, maps, (centre, size) = _pair(5)
+    with torch.inference_mode():
+        eager = net.refine(f1, f2, maps, consensus=(centre, size))
+        net.freeze_for_cpu(runtime=runtime)
+        monkeypatch.setattr(frozen, "CPU_MAX_BATCH", 2)
+        sizes = []
+        call = net._refined_persons
+        net._refined_persons = lambda pair, m, *extra: sizes.append(len(m)) or call(pair, m, *extra)
+        torch.testing.assert_close(net.refine(f1, f2, maps, consensus=(centre, size)), eager, atol=1e-5, rtol=1e-4)
+    assert sizes == [2, 2, 1]
+
+
 def test_propagate_with_the_prior_keeps_a_joint_with_its_body():
     """Joint 3's Siamese map peaks higher on someone 20 cells away; the other joints all moved by
     (8, 2): the refinement's prior puts joint 3 where its body went, a plain refinement does not."""
