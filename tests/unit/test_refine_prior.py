@@ -82,7 +82,9 @@ def test_even_maps_pool_by_convolution_as_average_pooling_would():
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "torchscript"])
-def test_prior_on_the_cpu_inference_path_matches_eager(runtime):
+def test_prior_on_the_cpu_inference_path_matches_eager(runtime, monkeypatch):
+    from corrtrack.models import frozen
+
     net = CorrespondenceNet(TINY).eval()
     with torch.no_grad():
         net.refinement.head.weight.normal_(0, 0.3)
@@ -94,21 +96,7 @@ def test_prior_on_the_cpu_inference_path_matches_eager(runtime):
         for p in (2, 5):
             torch.testing.assert_close(net.refine(f1, f2, maps[:, :p], consensus=(centre[:, :p], size[:, :p])),
                                        eager[:, :p], atol=1e-5, rtol=1e-4)
-
-
-@pytest.mark.parametrize("runtime", ["onnx", "torchscript"])
-def test_cpu_refinement_runs_in_chunks_of_cpu_max_batch(runtime, monkeypatch):
-    # ONNX Runtime's arena keeps what its largest batch needed: a crowd is refined a few people at a time
-    from corrtrack.models import frozen
-
-    net = CorrespondenceNet(TINY).eval()
-    with torch.no_grad():
-        net.refinement.head.weight.normal_(0, 0.3)
-        net.refinement.prior_log_sigma.copy_(torch.linspace(-2.5, -0.5, 17))
-    f1, f2, maps, (centre, size) = _pair(5)
-    with torch.inference_mode():
-        eager = net.refine(f1, f2, maps, consensus=(centre, size))
-        net.freeze_for_cpu(runtime=runtime)
+        # ONNX Runtime's arena keeps what its largest batch needed: a crowd is refined a few people at a time
         monkeypatch.setattr(frozen, "CPU_MAX_BATCH", 2)
         sizes = []
         call = net._refined_persons
