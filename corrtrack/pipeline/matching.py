@@ -78,7 +78,14 @@ def oks_nms(poses: Poses, joint_thresh: float = 0.05, oks_thresh: float = 0.7,
 
 @dataclass(frozen=True)
 class DuplicateConfig:
-    ratio: float = 0.6  # fraction of a track's joints two candidates must share to be duplicates
+    # Fraction of a track's joints that must land on a second candidate for it to be a duplicate.
+    # 0.4, not 0.6 (2026-11-29): a second pose of one person holding 7-10 of the track's 17 joints got
+    # through and took ids, most often with recovery on (its re-estimated poses sit beside the
+    # detections). Validation suites (bench_tracking.py --subset 2 --methods corr+rec, 12 sequences
+    # each; seeds 321 / 777 to choose among 0.2-0.6, 4242 held out): ID switches 468 -> 387,
+    # 489 -> 426, 615 -> 566, MOTA +0.2 / +0.2 / +0.3, IDF1 +1.3 / +0.4 / +1.1, recall -0.1 / -0.1 /
+    # 0.0 points; without recovery (seed 321) corr 425 -> 405, OKS 712 -> 692, flow 552 -> 536.
+    ratio: float = 0.4
     # Also drop a duplicate that a weaker match gave to another track (see remove_duplicates). Why:
     # the largest kind of ID switch on the benchmark suite was one person taking two ids in turns:
     # a duplicate detection had started a second track, which, kept alive, took the duplicate again
@@ -94,7 +101,7 @@ class DuplicateConfig:
     rematch: bool = True
 
 
-def remove_duplicates(matches: list[tuple[int, int]], votes: np.ndarray, ratio: float = 0.6,
+def remove_duplicates(matches: list[tuple[int, int]], votes: np.ndarray, ratio: float = 0.4,
                       matched: bool = True) -> np.ndarray:
     """Keep-mask over candidates after dropping duplicates of matched ones (paper, App. B).
 

@@ -291,6 +291,6 @@ def test_bench_tracking_cache_key_leaves_out_later_options_at_their_old_behaviou
         "              duplicate=replace(d.duplicate, rematch=False))\n"
         "k = b.config_key(old)\n"
         "assert not any(f in k for f in ('confirmed_first', 'motion_prior', 'motion_window', 'detect_every', 'rematch', 'last_box_iou', 'appearance', 'recovered_overlap', 'reach', 'corr_prior'))\n"
-        "assert 'DuplicateConfig(ratio=0.6, matched=True), recovery=RecoveryConfig(' in k and k.endswith(f'recency_penalty={d.recency_penalty})')\n"
+        "assert 'DuplicateConfig(ratio=0.4, matched=True), recovery=RecoveryConfig(' in k and k.endswith(f'recency_penalty={d.recency_penalty})')\n"
         "assert b.config_key(replace(old, detect_every=2)) != k and b.config_key(replace(old, motion_window=5)) != k\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
