@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
         rematch: bool = typer.Option(DuplicateConfig.rematch, "--rematch/--no-rematch",
                                      help="Match a track whose match was removed as a duplicate again, among "
                                      "the people left."),
+        duplicate_ratio: float = typer.Option(DuplicateConfig.ratio, "--duplicate-ratio", min=0.0, max=1.0,
+                                              help="Share of a matched track's joints that must land on a second "
+                                              "pose for it to be dropped as the same person's duplicate."),
         merge: bool = typer.Option(False, "--merge", help="Merge broken tracks at the end (paper eq. 8)."),
         render: bool = typer.Option(False, "--render", help="Also write an MP4 with skeletons and ids."),
         start: int = typer.Option(0, "--start", min=0, help="First frame (index in the source)."),
@@ -167,7 +170,7 @@ def register(app: typer.Typer) -> None:
             similarity=similarity.value, threshold=threshold, keep_alive=keep_alive,
             tentative_keep_alive=tentative_keep_alive,
             output_joint_thresh=joint_threshold, duplicate_removal=not no_duplicate_removal,
-            duplicate=replace(DuplicateConfig(), rematch=rematch),
+            duplicate=replace(DuplicateConfig(), rematch=rematch, ratio=duplicate_ratio),
             recovery=replace(RecoveryConfig(), enabled=not no_recovery), merge=merge,
             use_refinement=not no_refinement, corr_prior=corr_prior, corr_oks=not no_corr_oks, recency_penalty=recency_penalty,
             detect_every=detect_every, motion_prior=motion_prior, confirmed_first=confirmed_first,

@@ -293,6 +293,12 @@ def test_rematch_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
     assert _track_many_args(cli, tmp_path, monkeypatch, "--no-rematch")["config"].tracker.duplicate.rematch is False
 
 
+def test_duplicate_ratio_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
+    assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.duplicate.ratio == 0.4
+    got = _track_many_args(cli, tmp_path, monkeypatch, "--duplicate-ratio", "0.6")["config"].tracker.duplicate
+    assert got.ratio == 0.6 and got.rematch is True
+
+
 def test_appearance_option_reaches_the_tracker_config(cli, tmp_path, monkeypatch):
     assert _track_many_args(cli, tmp_path, monkeypatch)["config"].tracker.appearance == 0.75
     assert _track_many_args(cli, tmp_path, monkeypatch, "--appearance", "0")["config"].tracker.appearance == 0.0
