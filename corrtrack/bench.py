@@ -418,9 +418,10 @@ def run_bench(config: BenchConfig = BenchConfig(), progress: bool = False, log=p
     report = BenchReport(environment(config))
     # On a GPU the first call with each new batch shape builds cuDNN kernels (~2 s each on an H100,
     # models/buckets.py): the whole input is tracked once untimed so the table shows the steady state.
-    warmup = config.frames if config.device.startswith("cuda") else config.warmup
+    device = report.environment["device"]  # config.device, or CUDA if available
+    warmup = config.frames if device.startswith("cuda") else config.warmup
     report.environment.update(frames=config.frames, warmup=warmup)
-    run_config = RunConfig(device=config.device, progress=progress, cpu_runtime=config.cpu_runtime)
+    run_config = RunConfig(device=device, progress=progress, cpu_runtime=config.cpu_runtime)
     log("loading the models")
     parts = build_parts(run_config)
     with tempfile.TemporaryDirectory(prefix="corrtrack_bench_") as tmp:

@@ -42,8 +42,9 @@ def test_bench_cli_tiny(vtest, tmp_path):
     from corrtrack.cli import app
 
     out = tmp_path / "res" / "bench.json"
+    # No --device: the default, as the README's `corrtrack bench` runs it (it once crashed without one).
     args = ["bench", "--frames", "3", "--people", "2", "--quality-frames", "5", "--quality-sequences", "1",
-            "--device", "cpu", "--detect-every", "2", "--no-refinement", "--json", str(out), "-q"]
+            "--detect-every", "2", "--no-refinement", "--json", str(out), "-q"]
     res = CliRunner().invoke(app, args)
     if isinstance(res.exception, CorrtrackError) and "weights" in str(res.exception):
         pytest.skip(f"models unavailable: {res.exception}")
