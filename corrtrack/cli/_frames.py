@@ -23,11 +23,12 @@ def check_range(source: Path, start: int, end: int | None, step: int) -> None:
 
 def for_each_frame(source: Path, out: Path, tag: str, process: Callable[..., tuple[T, np.ndarray | None]], *,
                    start: int = 0, end: int | None = None, step: int = 1,
-                   annotate: bool = True) -> tuple[object, list[T]]:
+                   annotate: bool = True, progress: bool = True) -> tuple[object, list[T]]:
     """Call ``process(frame) -> (result, annotated RGB image or None)`` on every frame.
 
     Annotated frames go to ``OUT/<name>.<tag>.mp4`` (or ``.png``/``.jpg`` for an
-    image source). Returns the opened source (for its name and size) and the results.
+    image source). A progress bar shows on a terminal unless ``progress`` is off. Returns the opened
+    source (for its name and size) and the results.
     """
     import cv2
     from tqdm import tqdm
@@ -43,7 +44,7 @@ def for_each_frame(source: Path, out: Path, tag: str, process: Callable[..., tup
         writer = VideoWriter(out / f"{src.name}.{tag}.mp4", fps=src.fps or 10.0)
     try:
         with src:
-            for frame in tqdm(src, total=src.expected_frames, unit="frame", disable=not sys.stderr.isatty()):
+            for frame in tqdm(src, total=src.expected_frames, unit="frame", disable=not (progress and sys.stderr.isatty())):
                 result, vis = process(frame)
                 results.append(result)
                 if not annotate or vis is None:

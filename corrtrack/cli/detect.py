@@ -19,6 +19,7 @@ def detect_cmd(
     end: Optional[int] = typer.Option(None, "--end", help="Stop before this frame index."),
     step: int = typer.Option(1, "--step", help="Use every STEP-th frame."),
     annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="Also write an annotated image/video."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     cpu_runtime: CpuRuntime = cpu_runtime_option(),
 ) -> None:
     """Detect people in every frame; write OUT/<name>.detections.json and an annotated image or video."""
@@ -55,7 +56,7 @@ def detect_cmd(
         return record, vis
 
     src, frames = for_each_frame(source, out, "detections", process, start=start, end=end, step=step,
-                                 annotate=annotate)
+                                 annotate=annotate, progress=not quiet)
     json_path = out / f"{src.name}.detections.json"
     write_json(json_path, dict(source=str(source), model="nanodet", config=dataclasses.asdict(config),
                                width=src.width, height=src.height, frames=frames))

@@ -25,6 +25,7 @@ def pose_cmd(
     end: Optional[int] = typer.Option(None, "--end", help="Stop before this frame index."),
     step: int = typer.Option(1, "--step", help="Use every STEP-th frame."),
     annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="Also write an annotated image/video."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     cpu_runtime: CpuRuntime = cpu_runtime_option(),
 ) -> None:
     """Detect people and estimate their poses in every frame (no tracking).
@@ -60,7 +61,7 @@ def pose_cmd(
         return (info, poses), vis
 
     src, results = for_each_frame(source, out, "poses", process, start=start, end=end, step=step,
-                                  annotate=annotate)
+                                  annotate=annotate, progress=not quiet)
     json_path = out / f"{src.name}.poses.json"
     people = write_coco_results(json_path, results)
     name = getattr(estimator, "variant", pose_config.model)

@@ -147,7 +147,7 @@ def test_cli_detect_writes_json_and_annotations(shared_data, detector, tmp_path)
     assert (tmp_path / "basketball1.detections.png").stat().st_size > 10_000
     res = runner.invoke(app, ["detect", str(shared_data / "opencv" / "vtest.avi"), "-o", str(tmp_path),
                               "--start", "300", "--end", "303", "--device", "cpu",
-                              "--cpu-runtime", "torchscript"])  # the image above ran on the default, ONNX Runtime
+                              "--cpu-runtime", "torchscript", "-q"])  # the image above ran on the default, ONNX Runtime
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "vtest.detections.json").read_text())
     assert [f["index"] for f in out["frames"]] == [300, 301, 302]

@@ -134,7 +134,7 @@ def test_cli_pose_image_and_video(estimators, shared_data, tmp_path):
     assert (tmp_path / "basketball1.poses.png").stat().st_size > 10_000
     res = runner.invoke(app, ["pose", str(shared_data / "opencv" / "vtest.avi"), "-o", str(tmp_path),
                               "--start", "300", "--end", "302", "--model", "lightning", "--device", "cpu",
-                              "--cpu-runtime", "torchscript"])  # the image above ran on the default, ONNX Runtime
+                              "--cpu-runtime", "torchscript", "-q"])  # the image above ran on the default, ONNX Runtime
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "vtest.poses.json").read_text())
     assert sorted({p["image_id"] for p in out}) == [300, 301]
