@@ -44,7 +44,8 @@ def for_each_frame(source: Path, out: Path, tag: str, process: Callable[..., tup
         writer = VideoWriter(out / f"{src.name}.{tag}.mp4", fps=src.fps or 10.0)
     try:
         with src:
-            for frame in tqdm(src, total=src.expected_frames, unit="frame", disable=not (progress and sys.stderr.isatty())):
+            bar = tqdm(src, total=src.expected_frames, unit="frame", disable=not (progress and sys.stderr.isatty()))
+            for frame in bar:
                 result, vis = process(frame)
                 results.append(result)
                 if not annotate or vis is None:

@@ -382,7 +382,7 @@ class CorrespondenceNet(nn.Module):
             pair = self.refinement.pair_term(f1, f2)
         extra = () if consensus is None else (consensus[0][0].to(maps.dtype), consensus[1][0].to(maps.dtype))
         n = maps.shape[1]
-        step = n if maps.device.type == "cuda" else frozen.CPU_MAX_BATCH  # CPU: chunks bound ONNX Runtime's arena
+        step = frozen.batch_limit(maps.device, n)  # CPU: chunks bound ONNX Runtime's arena
         if n <= step:
             return self._refined_persons(pair, maps[0], *extra)[None]
         return torch.cat([self._refined_persons(pair, maps[0, i:i + step], *(e[i:i + step] for e in extra))

@@ -118,8 +118,14 @@ RUNTIMES = ("torchscript", "onnx")
 # item costs the same from about 6 a batch on: chunks of 8 bound the arena at no cost in speed.
 # MoveNet lightning, 30 crops: 265 against 272 ms, peak RSS 499 against 928 MB (TorchScript 530 MB);
 # the correspondence refinement, 32 people at 512 px: 221-277 ms either way, 573-615 against 863-897 MB
-# (out/dev29/arena2.py, out/dev30/refarena.py). Used by the pose estimator and the refinement.
+# (out/dev29/arena2.py, out/dev30/refarena.py).
 CPU_MAX_BATCH = 8
+
+
+def batch_limit(device: torch.device, limit: int) -> int:
+    """Items per forward pass on ``device``: ``limit`` on a GPU, at most ``CPU_MAX_BATCH`` elsewhere
+    (the pose estimator's crops, the refinement's people)."""
+    return limit if device.type == "cuda" else min(limit, CPU_MAX_BATCH)
 
 
 def onnx_available() -> bool:

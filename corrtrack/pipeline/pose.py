@@ -323,9 +323,8 @@ class TopDownPoseEstimator:
             self._crop_config = self.config
         w, h = _wh(self.input_size)
         self.aspect = w / h
-        # on a CPU in chunks that bound ONNX Runtime's arena (corrtrack.models.frozen.CPU_MAX_BATCH)
-        self.max_batch = self.config.max_batch if self.device.type == "cuda" else min(self.config.max_batch,
-                                                                                       frozen.CPU_MAX_BATCH)
+        # on a CPU in chunks that bound ONNX Runtime's arena
+        self.max_batch = frozen.batch_limit(self.device, self.config.max_batch)
 
     # -- crops -----------------------------------------------------------------
     def squares(self, boxes: np.ndarray) -> np.ndarray:
